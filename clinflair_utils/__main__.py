@@ -1,0 +1,65 @@
+"""Command line: ``python -m clinflair_utils COMMAND ...`` (``--help`` lists the commands)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import ClinflairError
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .conll import ReaderRules, parse_conll
+    from .errors import ConllFormatError
+
+    rules = ReaderRules()
+    if args.dataset:
+        from .data import reader_rules
+
+        rules = reader_rules(args.dataset)
+    failed = 0
+    for path in args.files:
+        try:
+            sentences, report = parse_conll(path, rules)
+        except ConllFormatError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        tokens = sum(len(sentence.tokens) for sentence in sentences)
+        print(f"ok: {path}: {len(sentences)} sentences, {tokens} tokens; {report}")
+    return 1 if failed else 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .data import corpus_stats, load_corpus
+
+    corpus = load_corpus(args.dataset)
+    print(corpus_stats(corpus).to_string())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clinflair_utils", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check CoNLL files; exit 1 if any is malformed")
+    validate.add_argument("files", nargs="+", help="CoNLL files (token, then BIO label per line)")
+    validate.add_argument(
+        "--dataset", help="apply the reader rules a registered dataset declares (e.g. cwlc: nested)"
+    )
+    validate.set_defaults(handler=_validate)
+
+    stats = commands.add_parser("stats", help="sentences, tokens, entities per type per split")
+    stats.add_argument("dataset", help="registered dataset name or folder of train/dev/test.conll")
+    stats.set_defaults(handler=_stats)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ClinflairError as error:  # the user gets one sentence, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

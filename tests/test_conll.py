@@ -1,0 +1,135 @@
+"""The strict reader: declared repairs are counted, everything else is refused with file and line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinflair_utils.conll import ReaderRules, parse_conll, read_conll
+from clinflair_utils.errors import ConllFormatError
+from clinflair_utils.data import load_corpus
+
+GOOD = "Paciente O\ncon O\ncáncer B-DIS\nde I-DIS\nmama I-DIS\n\nSin O\nfiebre B-DIS\n"
+
+MALFORMED = {
+    # name: (file bytes, line named in the message, words the message must hold)
+    "not_utf8": (b"Paciente O\nni\xf1o O\n", 2, "not UTF-8"),
+    "binary": (b"Paciente O\n\x00\x01\x02\x03 O\n", 2, "binary"),
+    "empty": (b"", None, "empty file"),
+    "only_blank_lines": (b"\n\n   \n\t\n", None, "empty file"),
+    "no_label_column": (b"Paciente O\ncon\nfiebre O\n", 2, "no label column"),
+    "bad_label": (b"Paciente O\ncon X-DIS\n", 2, "'X-DIS' is not 'O', 'B-TYPE' or 'I-TYPE'"),
+    "label_without_type": (b"Paciente O\n\ncon B-\n", 3, "is not 'O'"),
+    "extra_columns": (b"Paciente O\ncon NN O\n", 2, "3 columns, expected 2"),
+}
+
+
+def write(tmp_path: Path, name: str, content: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def test_good_file_reads_into_flair_sentences_with_spans(tmp_path: Path) -> None:
+    sentences, report = read_conll(write(tmp_path, "good.conll", GOOD))
+    assert [s.to_tokenized_string() for s in sentences] == ["Paciente con cáncer de mama", "Sin fiebre"]
+    assert [(sp.text, sp.tag) for sp in sentences[0].get_spans("ner")] == [("cáncer de mama", "DIS")]
+    assert str(report) == "nothing repaired"
+
+
+def test_tab_and_space_columns_read_the_same(tmp_path: Path) -> None:
+    spaces, _ = parse_conll(write(tmp_path, "spaces.conll", GOOD))
+    tabs, _ = parse_conll(write(tmp_path, "tabs.conll", GOOD.replace(" ", "\t")))
+    assert [(s.tokens, s.spans) for s in spaces] == [(s.tokens, s.spans) for s in tabs]
+
+
+def test_i_start_is_repaired_and_counted(tmp_path: Path) -> None:
+    text = "a I-NEG\nb I-NEG\nc O\nd I-UNC\ne B-NEG\nf I-UNC\n"
+    [sentence], report = parse_conll(write(tmp_path, "istart.conll", text))
+    assert sentence.spans == [(0, 2, "NEG"), (3, 4, "UNC"), (4, 5, "NEG"), (5, 6, "UNC")]
+    assert report.i_start_repaired == 3
+
+
+def test_document_marker_only_where_declared(tmp_path: Path) -> None:
+    text = "train-data/S0004-1.ann\nPaciente O\n.\tO\n\ntrain-data/S0004-2.ann\nVarón O\n"
+    path = write(tmp_path, "markers.conll", text)
+    sentences, report = parse_conll(path, ReaderRules(document_marker=r"train-data/\S+\.ann"))
+    assert [s.tokens for s in sentences] == [["Paciente", "."], ["Varón"]]
+    assert report.document_markers_dropped == 2
+    with pytest.raises(ConllFormatError, match="line 1: line has no label column"):
+        parse_conll(path)
+
+
+def test_nested_labels_only_where_declared(tmp_path: Path) -> None:
+    text = "DM B-Disease B-Abbreviation\nII I-Disease I-Abbreviation\nIR I-Abbreviation\n. O\n"
+    path = write(tmp_path, "nested.conll", text)
+    [sentence], report = parse_conll(path, ReaderRules(nested=True))
+    assert sentence.spans == [(0, 3, "Abbreviation")]
+    assert sentence.nested_spans == [(0, 2, "Disease"), (0, 3, "Abbreviation")]
+    assert report.nested_spans_dropped_from_flat_layer == 1
+    # same extent: the type listed first on the first token wins the flat layer
+    [tie], _ = parse_conll(write(tmp_path, "tie.conll", "HTA B-Disease B-Abbreviation\n"), ReaderRules(nested=True))
+    assert tie.spans == [(0, 1, "Disease")]
+    with pytest.raises(ConllFormatError, match="line 1: line has 3 columns"):
+        parse_conll(path)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_input_is_refused_by_the_reader(tmp_path: Path, case: str) -> None:
+    content, line, words = MALFORMED[case]
+    path = write(tmp_path, f"{case}.conll", content)
+    with pytest.raises(ConllFormatError) as error:
+        parse_conll(path)
+    assert error.value.line == line and words in str(error.value) and str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_validate_cli_exits_1_with_one_message_and_no_traceback(tmp_path: Path, case: str) -> None:
+    content, line, words = MALFORMED[case]
+    bad = write(tmp_path, f"{case}.conll", content)
+    good = write(tmp_path, "good.conll", GOOD)
+    result = subprocess.run(
+        [sys.executable, "-m", "clinflair_utils", "validate", str(good), str(bad)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    [message] = result.stderr.strip().splitlines()
+    assert str(bad) in message and words in message
+    if line is not None:
+        assert f"line {line}:" in message
+    assert result.stdout.startswith(f"ok: {good}: 2 sentences, 7 tokens")
+
+
+def test_validate_cli_accepts_good_files_and_dataset_rules(real_file) -> None:
+    cwlc = str(real_file("ner/cwlc/dev.conll"))
+    plain = subprocess.run([sys.executable, "-m", "clinflair_utils", "validate", cwlc], capture_output=True, text=True)
+    assert plain.returncode == 1 and "line 21: line has 3 columns" in plain.stderr
+    nested = subprocess.run(
+        [sys.executable, "-m", "clinflair_utils", "validate", "--dataset", "cwlc", cwlc], capture_output=True, text=True
+    )
+    assert nested.returncode == 0, nested.stderr
+    assert "890 sentences, 16754 tokens" in nested.stdout
+
+
+def test_load_corpus_raises_the_same_errors(tmp_path: Path) -> None:
+    write(tmp_path, "train.conll", GOOD)
+    write(tmp_path, "dev.conll", GOOD)
+    write(tmp_path, "test.conll", MALFORMED["bad_label"][0])
+    with pytest.raises(ConllFormatError, match=r"test.conll, line 2: label 'X-DIS'"):
+        load_corpus(tmp_path)
+
+
+def test_stats_cli_on_a_folder_and_on_a_wrong_path(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        write(tmp_path, f"{split}.conll", GOOD)
+    result = subprocess.run([sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == ["test", "2", "7", "2", "2"]
+    wrong = subprocess.run(
+        [sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr and "neither a registered dataset" in wrong.stderr
