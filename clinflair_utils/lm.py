@@ -1,0 +1,322 @@
+"""Character language models: flair's ``LanguageModel`` trained by flair's ``LanguageModelTrainer``.
+
+Three models per direction, all over one character dictionary so that a model can be fine-tuned on
+another corpus: ``general`` (from scratch on general text), ``clinical`` (``general`` fine-tuned on
+clinical text: the paper's recipe) and ``control`` (``general`` trained on for as many updates on
+general text: separates the domain from the extra training).
+
+Training is resumable: flair writes ``checkpoint.pt`` after every training split, and
+:func:`train_language_model` restarts from it when it finds one. (flair's trainer then runs the
+interrupted epoch's splits again from the first one: at most one epoch is repeated, none is lost.)
+A finished model is marked by ``training.json`` and is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import flair
+import pandas as pd
+import torch
+from flair.data import Dictionary
+from flair.models import LanguageModel
+from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
+
+from .errors import ClinflairError
+
+MODEL_FILE = "best-lm.pt"
+DONE_FILE = "training.json"
+DIRECTIONS = ("forward", "backward")
+
+
+class TrainingInterrupted(ClinflairError):
+    """Training stopped before its last epoch; rerun to resume from the checkpoint."""
+
+
+@dataclass
+class LMConfig:
+    """Architecture and optimisation of a character language model (flair's names and defaults)."""
+
+    hidden_size: int = 256
+    nlayers: int = 1
+    embedding_size: int = 100
+    dropout: float = 0.1
+    sequence_length: int = 100
+    mini_batch_size: int = 100
+    learning_rate: float = 20.0
+    anneal_factor: float = 0.25
+    patience: int = 10
+    max_epochs: int = 10
+
+
+def build_dictionary(characters: list[str], path: Path | str) -> Dictionary:
+    """flair's character ``Dictionary`` (with ``<unk>``) of ``characters``, saved to ``path``.
+
+    flair's default dictionary is a download; this one holds exactly the characters of the corpora
+    the models will see, and every local model shares it.
+    """
+    dictionary = Dictionary(add_unk=True)
+    for character in characters:
+        dictionary.add_item(character)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    dictionary.save(str(path))
+    return dictionary
+
+
+def load_dictionary(path: Path | str) -> Dictionary:
+    return Dictionary.load_from_file(str(path))
+
+
+def _train_chars(corpus_dir: Path) -> list[int]:
+    return [len(p.read_text(encoding="utf-8")) for p in sorted((corpus_dir / "train").glob("*.txt"))]
+
+
+def planned_updates(corpus_dir: Path | str, config: LMConfig) -> int:
+    """SGD updates that ``config.max_epochs`` epochs over ``corpus_dir``'s training splits take."""
+    per_epoch = sum(
+        math.ceil((chars // config.mini_batch_size - 1) / config.sequence_length)
+        for chars in _train_chars(Path(corpus_dir))
+    )
+    return per_epoch * config.max_epochs
+
+
+def is_trained(model_dir: Path | str) -> bool:
+    return (Path(model_dir) / DONE_FILE).is_file() and (Path(model_dir) / MODEL_FILE).is_file()
+
+
+def _latest_readable_checkpoint(model_dir: Path) -> tuple[Path, dict] | tuple[None, None]:
+    """``checkpoint.pt`` and its state, or the newest ``epoch_N.pt`` if a kill cut the former off."""
+    candidates = [model_dir / "checkpoint.pt"] + sorted(
+        model_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        try:
+            return candidate, torch.load(candidate, map_location="cpu", weights_only=False)
+        except Exception as error:  # a truncated file fails in torch's zip or pickle reader
+            print(f"{candidate} is unreadable ({type(error).__name__}); trying an older checkpoint")
+    return None, None
+
+
+def train_language_model(
+    corpus_dir: Path | str,
+    model_dir: Path | str,
+    config: LMConfig,
+    forward: bool = True,
+    dictionary: Dictionary | None = None,
+    init_from: Path | str | LanguageModel | None = None,
+    seed: int = 1,
+) -> dict:
+    """Train (or fine-tune, with ``init_from``) a character LM; the record of the finished run.
+
+    Resumes from ``model_dir/checkpoint.pt`` if an earlier run was interrupted; does nothing but
+    return the record if ``model_dir`` already holds a finished model.
+    """
+    corpus_dir, model_dir = Path(corpus_dir), Path(model_dir)
+    if is_trained(model_dir):
+        return json.loads((model_dir / DONE_FILE).read_text())
+
+    flair.set_seed(seed)
+    started = time.time()
+    resumed_from = None
+    checkpoint, state = _latest_readable_checkpoint(model_dir)
+    if checkpoint is not None:
+        corpus = TextCorpus(corpus_dir, state["dictionary"], forward=forward)
+        trainer = LanguageModelTrainer.load_checkpoint(checkpoint, corpus)
+        resumed_from = {"epoch": trainer.epoch, "split": trainer.split}
+        print(f"{model_dir.name}: resuming from {checkpoint} (epoch {trainer.epoch + 1}, "
+              f"after split {trainer.split})")
+    else:
+        if isinstance(init_from, (str, Path)):
+            model = LanguageModel.load_language_model(init_from)
+        elif isinstance(init_from, LanguageModel):
+            model = init_from
+        else:
+            if dictionary is None:
+                raise ValueError("a model trained from scratch needs a dictionary")
+            model = LanguageModel(
+                dictionary, forward, config.hidden_size, config.nlayers, config.embedding_size,
+                dropout=config.dropout,
+            )
+        if model.is_forward_lm != forward:
+            raise ValueError(f"init_from is a {'forward' if model.is_forward_lm else 'backward'} model")
+        corpus = TextCorpus(corpus_dir, model.dictionary, forward=forward)
+        trainer = LanguageModelTrainer(model, corpus)
+        # a fresh run's log starts empty (loss.txt is appended to by flair)
+        (model_dir / "loss.txt").unlink(missing_ok=True)
+
+    trainer.train(
+        model_dir,
+        sequence_length=config.sequence_length,
+        learning_rate=config.learning_rate,
+        mini_batch_size=config.mini_batch_size,
+        anneal_factor=config.anneal_factor,
+        patience=config.patience,
+        max_epochs=config.max_epochs,
+        checkpoint=True,
+        num_workers=0,
+    )
+    curve = training_curve(model_dir)
+    # flair catches KeyboardInterrupt and returns normally; a run is finished only if its last
+    # epoch reported.
+    if curve.empty or curve["epoch"].max() < config.max_epochs or not (model_dir / MODEL_FILE).is_file():
+        raise TrainingInterrupted(
+            f"training in {model_dir} stopped before epoch {config.max_epochs}; run it again to "
+            f"resume from {model_dir / 'checkpoint.pt'}"
+        )
+    record = {
+        "model": str(model_dir / MODEL_FILE),
+        "direction": "forward" if forward else "backward",
+        "corpus": str(corpus_dir),
+        "init_from": str(init_from) if isinstance(init_from, (str, Path)) else None,
+        "config": asdict(config),
+        "seed": seed,
+        "updates": planned_updates(corpus_dir, config),
+        "train_characters": sum(_train_chars(corpus_dir)),
+        "seconds": round(time.time() - started, 1),
+        "resumed_from": resumed_from,
+        "best_valid_bpc": round(float(curve["valid_bpc"].min()), 4),
+    }
+    (model_dir / DONE_FILE).write_text(json.dumps(record, indent=2))
+    for leftover in [model_dir / "checkpoint.pt", *model_dir.glob("epoch_*.pt")]:
+        leftover.unlink(missing_ok=True)
+    return record
+
+
+_SPLIT_LINE = re.compile(
+    r"end of split\s+(?P<split>\d+)\s*/\s*(?P<splits>\d+)\s*\|\s*epoch\s+(?P<epoch>\d+).*?"
+    r"valid loss\s+(?P<loss>[\d.]+).*?learning rate\s+(?P<lr>[\d.]+)"
+)
+
+
+def training_curve(model_dir: Path | str) -> pd.DataFrame:
+    """Validation bits per character after every training split, from flair's ``loss.txt``."""
+    path = Path(model_dir) / "loss.txt"
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if match := _SPLIT_LINE.search(line):
+                rows.append({
+                    "epoch": int(match["epoch"]),
+                    "valid_bpc": float(match["loss"]) / math.log(2),
+                    "learning_rate": float(match["lr"]),
+                })
+    curve = pd.DataFrame(rows, columns=["epoch", "valid_bpc", "learning_rate"])
+    curve.index.name = "split"
+    return curve
+
+
+def bits_per_character(model: LanguageModel | Path | str, text_file: Path | str,
+                       sequence_length: int = 100, batch_size: int = 10) -> float:
+    """Cross-entropy of ``model`` on ``text_file`` in bits per character (lower is better).
+
+    The text is read as flair's trainer reads its test split (one document per line, no random
+    case flips) and scored with the trainer's own evaluation.
+    """
+    if not isinstance(model, LanguageModel):
+        model = LanguageModel.load_language_model(model)
+    text_file = Path(text_file)
+    dataset = flair.trainers.language_model_trainer.TextDataset(
+        text_file, model.dictionary, forward=model.is_forward_lm, random_case_flip=False, shuffle=False
+    )
+    ids = dataset[0]
+    trainer = LanguageModelTrainer(model, corpus=_DictionaryOnly(model.dictionary))
+    data = trainer._batchify(ids, batch_size)
+    with torch.no_grad():
+        nats = trainer.evaluate(data, batch_size, sequence_length)
+    return nats / math.log(2)
+
+
+@dataclass
+class _DictionaryOnly:
+    """What ``LanguageModelTrainer.evaluate`` reads of a corpus."""
+
+    dictionary: Dictionary
+
+
+def sample_text(model: LanguageModel | Path | str, prefix: str = "\n", characters: int = 200,
+                temperature: float = 0.8, seed: int = 1) -> str:
+    """Text generated by the model (a backward model generates leftwards; flair reverses it)."""
+    if not isinstance(model, LanguageModel):
+        model = LanguageModel.load_language_model(model)
+    flair.set_seed(seed)
+    # a backward model reads right to left: it continues the prefix's reversal, and flair reverses
+    # the result back
+    start = prefix if model.is_forward_lm else prefix[::-1]
+    text, _ = model.generate_text(start, number_of_characters=characters, temperature=temperature)
+    return text.strip()
+
+
+MODEL_NAMES = ("general", "clinical", "control")
+
+
+def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:
+    """Where a local model lives: ``models_dir/<name>-<direction>/best-lm.pt``."""
+    return Path(models_dir) / f"{name}-{direction}"
+
+
+def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
+    """Store one of flair's published LMs (e.g. ``es-forward``) as a local ``general`` model."""
+    from flair.embeddings import FlairEmbeddings  # the real download, through flair's cache
+
+    target_dir = Path(target_dir)
+    if is_trained(target_dir):
+        return json.loads((target_dir / DONE_FILE).read_text())
+    target_dir.mkdir(parents=True, exist_ok=True)
+    model = FlairEmbeddings(flair_name).lm
+    model.save(target_dir / MODEL_FILE)
+    record = {"model": str(target_dir / MODEL_FILE), "published": flair_name,
+              "direction": "forward" if model.is_forward_lm else "backward"}
+    (target_dir / DONE_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def train_model_family(
+    corpora_dir: Path | str,
+    models_dir: Path | str,
+    general: LMConfig | None,
+    finetune: LMConfig,
+    dictionary: Dictionary | None,
+    base_models: dict[str, str] | None = None,
+    seed: int = 1,
+) -> dict[str, dict]:
+    """``general``, ``clinical`` and ``control`` in both directions; records keyed ``name-direction``.
+
+    ``general`` is trained from scratch on ``corpora_dir/general`` with ``general`` and the shared
+    ``dictionary``, or is the published flair model named in ``base_models`` for its direction.
+    ``clinical`` and ``control`` continue it with ``finetune`` on ``corpora_dir/clinical`` and
+    ``corpora_dir/control`` (as many training characters, hence as many updates).
+    """
+    corpora_dir = Path(corpora_dir)
+    records = {}
+    for direction in DIRECTIONS:
+        forward = direction == "forward"
+        general_dir = model_dir(models_dir, "general", direction)
+        if base_models:
+            records[f"general-{direction}"] = save_published_model(base_models[direction], general_dir)
+        else:
+            records[f"general-{direction}"] = train_language_model(
+                corpora_dir / "general", general_dir, general, forward, dictionary, seed=seed)
+        for name in ("clinical", "control"):
+            records[f"{name}-{direction}"] = train_language_model(
+                corpora_dir / name, model_dir(models_dir, name, direction), finetune, forward,
+                init_from=general_dir / MODEL_FILE, seed=seed)
+    return records
+
+
+def bpc_table(models_dir: Path | str, held_out: dict[str, Path]) -> pd.DataFrame:
+    """Bits per character of every model (rows) on each held-out text (columns)."""
+    rows = {}
+    for name in MODEL_NAMES:
+        for direction in DIRECTIONS:
+            path = model_dir(models_dir, name, direction) / MODEL_FILE
+            model = LanguageModel.load_language_model(path)
+            rows[(name, direction)] = {domain: bits_per_character(model, text) for domain, text in held_out.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["model", "direction"]
+    return table

@@ -1,0 +1,26 @@
+"""Profiles: named parameter sets (``quick``, ``cpu``, ``paper``), each one YAML file in ``profiles/``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import ClinflairError
+
+PROFILES = ("quick", "cpu", "paper")
+
+
+def load_profile(name_or_path: str | Path) -> dict:
+    """A profile by name (one of :data:`PROFILES`) or from a YAML file of the same shape."""
+    if str(name_or_path) in PROFILES:
+        text = resources.files(__package__).joinpath(f"profiles/{name_or_path}.yml").read_text()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ClinflairError(f"unknown profile {name_or_path!s}: use {', '.join(PROFILES)} or a YAML file")
+        text = path.read_text()
+    profile = yaml.safe_load(text)
+    profile.setdefault("name", Path(str(name_or_path)).stem)
+    return profile
