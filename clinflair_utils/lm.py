@@ -14,9 +14,12 @@ A finished model is marked by ``training.json`` and is not trained again.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +31,9 @@ from flair.models import LanguageModel
 from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
 
 from .errors import ClinflairError
+
+# flair's trainer builds a CUDA GradScaler on every call, which torch now warns about
+warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
 
 MODEL_FILE = "best-lm.pt"
 DONE_FILE = "training.json"
@@ -89,6 +95,21 @@ def is_trained(model_dir: Path | str) -> bool:
     return (Path(model_dir) / DONE_FILE).is_file() and (Path(model_dir) / MODEL_FILE).is_file()
 
 
+@contextmanager
+def quiet_flair_console(level: int = logging.WARNING):
+    """Keep flair's per-split log lines off the console (and notebooks); its log files keep them."""
+    flair_logger = logging.getLogger("flair")
+    handlers = [h for h in flair_logger.handlers if type(h) is logging.StreamHandler]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(level)
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, levels):
+            handler.setLevel(old)
+
+
 def _latest_readable_checkpoint(model_dir: Path) -> tuple[Path, dict] | tuple[None, None]:
     """``checkpoint.pt`` and its state, or the newest ``epoch_N.pt`` if a kill cut the former off."""
     candidates = [model_dir / "checkpoint.pt"] + sorted(
@@ -120,7 +141,12 @@ def train_language_model(
     corpus_dir, model_dir = Path(corpus_dir), Path(model_dir)
     if is_trained(model_dir):
         return json.loads((model_dir / DONE_FILE).read_text())
+    with quiet_flair_console():
+        return _train(corpus_dir, model_dir, config, forward, dictionary, init_from, seed)
 
+
+def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
+           dictionary: Dictionary | None, init_from, seed: int) -> dict:
     flair.set_seed(seed)
     started = time.time()
     resumed_from = None
@@ -224,7 +250,8 @@ def bits_per_character(model: LanguageModel | Path | str, text_file: Path | str,
     dataset = flair.trainers.language_model_trainer.TextDataset(
         text_file, model.dictionary, forward=model.is_forward_lm, random_case_flip=False, shuffle=False
     )
-    ids = dataset[0]
+    with quiet_flair_console():
+        ids = dataset[0]
     trainer = LanguageModelTrainer(model, corpus=_DictionaryOnly(model.dictionary))
     data = trainer._batchify(ids, batch_size)
     with torch.no_grad():
@@ -320,3 +347,31 @@ def bpc_table(models_dir: Path | str, held_out: dict[str, Path]) -> pd.DataFrame
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["model", "direction"]
     return table
+
+
+def plot_training_curves(models_dir: Path | str):
+    """Validation bits per character after each training split, one panel per direction."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for axis, direction in zip(axes, DIRECTIONS):
+        for name in MODEL_NAMES:
+            curve = training_curve(model_dir(models_dir, name, direction))
+            if not curve.empty:  # published models have no curve
+                axis.plot(range(1, len(curve) + 1), curve["valid_bpc"], marker=".", label=name)
+        axis.set(title=f"{direction} models", xlabel="training split", ylabel="validation bits/char")
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_bpc(table: pd.DataFrame):
+    """Bits per character of each model on each held-out text, as grouped bars."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    table.unstack("direction").plot.bar(ax=axis, rot=0)
+    axis.set(ylabel="bits per character (lower is better)", xlabel="model")
+    axis.legend(title="held-out text, direction", fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,21 +1,11 @@
-"""Shared fixtures over the real data.
-
-Tests read the real files: from the local mirror named by CLINFLAIR_DATA_DIR, else from
-``../shared/data`` beside the checkout when it exists (CI), else downloaded and verified into the cache.
-"""
+"""Shared fixtures over the real data (the root conftest.py says where the data come from)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SIBLING_MIRROR = ROOT.parent / "shared" / "data"
-if "CLINFLAIR_DATA_DIR" not in os.environ and (SIBLING_MIRROR / "SOURCES.csv").is_file():
-    os.environ["CLINFLAIR_DATA_DIR"] = str(SIBLING_MIRROR)
 
 
 @pytest.fixture(scope="session")
