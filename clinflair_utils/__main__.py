@@ -38,6 +38,17 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(args: argparse.Namespace) -> int:
+    from .ner import tag_text
+
+    entities = tag_text(args.model, " ".join(args.text))
+    if not entities:
+        print("no entities found")
+    for entity in entities:
+        print(f"{entity['start']}\t{entity['end']}\t{entity['type']}\t{entity['text']}\t{entity['confidence']:.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clinflair_utils", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     stats = commands.add_parser("stats", help="sentences, tokens, entities per type per split")
     stats.add_argument("dataset", help="registered dataset name or folder of train/dev/test.conll")
     stats.set_defaults(handler=_stats)
+
+    tag = commands.add_parser("tag", help="print the entities a trained tagger finds in raw text")
+    tag.add_argument("model", help="a trained tagger (final-model.pt in a run's output_dir)")
+    tag.add_argument("text", nargs="+", help="Spanish text; tokenized the way the corpora are")
+    tag.set_defaults(handler=_tag)
 
     args = parser.parse_args(argv)
     try:

@@ -19,7 +19,6 @@ Declared rules and what they repair (each repair is counted in a :class:`RepairR
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING

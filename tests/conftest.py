@@ -15,3 +15,19 @@ def real_file() -> Callable[[str], Path]:
 
     entries = {f.path: f for dataset in data.REGISTRY.values() for f in dataset.files}
     return lambda path: data.fetch_file(entries[path])
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory) -> Path:
+    """The quick profile's corpora and six language models, built once per test session."""
+    from clinflair_utils import corpus, lm
+    from clinflair_utils.profiles import load_profile
+
+    out = tmp_path_factory.mktemp("pretraining")
+    settings = load_profile("quick")["pretraining"]
+    corpus.build_corpora(out / "corpora", **settings["corpora"])
+    characters = corpus.corpus_characters([out / "corpora" / name for name in ("general", "clinical", "control")])
+    dictionary = lm.build_dictionary(characters, out / "models" / "dictionary.pkl")
+    lm.train_model_family(out / "corpora", out / "models", lm.LMConfig(**settings["general"]),
+                          lm.LMConfig(**settings["finetune"]), dictionary)
+    return out

@@ -9,26 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from flair.data import Sentence
 from flair.embeddings import FlairEmbeddings
 
 from clinflair_utils import corpus, lm
 from clinflair_utils.profiles import load_profile
-
-
-@pytest.fixture(scope="session")
-def pretrained(tmp_path_factory) -> Path:
-    """The quick profile's corpora and six models, built once for these tests."""
-    out = tmp_path_factory.mktemp("pretraining")
-    settings = load_profile("quick")["pretraining"]
-    corpus.build_corpora(out / "corpora", **settings["corpora"])
-    characters = corpus.corpus_characters([out / "corpora" / name for name in ("general", "clinical", "control")])
-    dictionary = lm.build_dictionary(characters, out / "models" / "dictionary.pkl")
-    lm.train_model_family(out / "corpora", out / "models", lm.LMConfig(**settings["general"]),
-                          lm.LMConfig(**settings["finetune"]), dictionary)
-    return out
 
 
 def test_a_planted_test_sentence_is_removed() -> None:

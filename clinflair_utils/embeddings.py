@@ -1,0 +1,157 @@
+"""Embedding configurations, resolved from one specification string, and their on-disk cache.
+
+Specifications (:func:`resolve_embeddings`):
+
+- ``general``, ``clinical``, ``control``: the local forward+backward models of the pre-training
+  notebook, ``<models_dir>/<name>-{forward,backward}/best-lm.pt``;
+- ``es-clinical``, ``es``: flair's published pairs (``es-clinical-forward``/``-backward``,
+  ``es-forward``/``-backward``), loaded by flair (downloaded once into flair's cache);
+- a path to a flair language model ``.pt``, or two joined by a comma (forward,backward);
+- ``chars``: no pre-trained language model, flair's character embeddings alone (the floor).
+
+A frozen language model gives every sentence the same vectors in every epoch and every run, so
+:func:`embed_with_cache` computes them once per (language model, sentences) and stores them on disk;
+the key changes when the model's weights or any sentence changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from flair.data import Dictionary, Sentence
+from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbeddings
+
+from .errors import ClinflairError
+from .lm import MODEL_FILE, model_dir
+
+LOCAL_SPECS = ("general", "clinical", "control")
+PUBLISHED_SPECS = {"es-clinical": ("es-clinical-forward", "es-clinical-backward"),
+                   "es": ("es-forward", "es-backward")}
+SPECS = ("chars", *LOCAL_SPECS, *PUBLISHED_SPECS)
+
+
+def character_dictionary(sentences: list[Sentence]) -> Dictionary:
+    """The characters of ``sentences`` (flair's default character dictionary is a download)."""
+    dictionary = Dictionary(add_unk=True)
+    for character in sorted({c for sentence in sentences for token in sentence for c in token.text}):
+        dictionary.add_item(character)
+    return dictionary
+
+
+def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
+                       char_dictionary: Dictionary | None = None) -> StackedEmbeddings:
+    """The flair embeddings a specification string names (see the module's docstring).
+
+    ``chars`` uses ``char_dictionary`` (see :func:`character_dictionary`), or flair's default one,
+    downloaded, when it is None.
+    """
+    if spec == "chars":
+        return StackedEmbeddings([CharacterEmbeddings(path_to_char_dict=char_dictionary)])
+    if spec in LOCAL_SPECS:
+        if models_dir is None:
+            raise ClinflairError(f"embeddings {spec!r} are local models: give the models directory "
+                                 "written by the pre-training notebook")
+        paths = [model_dir(models_dir, spec, direction) / MODEL_FILE for direction in ("forward", "backward")]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ClinflairError(f"embeddings {spec!r}: {', '.join(missing)} not found; run the "
+                                 f"pre-training notebook with output_dir set to the parent of {models_dir}")
+        return StackedEmbeddings([FlairEmbeddings(str(p)) for p in paths])
+    if spec in PUBLISHED_SPECS:
+        return StackedEmbeddings([FlairEmbeddings(name) for name in PUBLISHED_SPECS[spec]])
+    paths = [Path(part.strip()).expanduser() for part in spec.split(",")]
+    if all(p.suffix == ".pt" for p in paths) and len(paths) <= 2:
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ClinflairError(f"embeddings {spec!r}: no language model at {', '.join(missing)}")
+        return StackedEmbeddings([FlairEmbeddings(str(p)) for p in paths])
+    raise ClinflairError(
+        f"unknown embeddings {spec!r}: use one of {', '.join(SPECS)}, a flair language model .pt file, "
+        "or two joined by a comma (forward,backward)"
+    )
+
+
+def model_fingerprint(embedding: FlairEmbeddings) -> str:
+    """A hash of what determines a frozen LM's vectors: weights, dictionary, direction, options."""
+    digest = hashlib.sha256()
+    lm = embedding.lm
+    for name, tensor in sorted(lm.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(b"\x00".join(lm.dictionary.idx2item))
+    digest.update(repr((lm.is_forward_lm, embedding.with_whitespace, embedding.tokenized_lm,
+                        embedding.is_lower)).encode())
+    return digest.hexdigest()
+
+
+def sentences_fingerprint(sentences: list[Sentence]) -> str:
+    digest = hashlib.sha256()
+    for sentence in sentences:
+        digest.update(sentence.to_tokenized_string().encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass
+class CacheReport:
+    """What :func:`embed_with_cache` did for each language model."""
+
+    hits: int = 0
+    misses: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def cacheable(embeddings: StackedEmbeddings) -> list[FlairEmbeddings]:
+    """The frozen language models of a stack (trainable embeddings change and are never cached)."""
+    return [e for e in embeddings.embeddings if isinstance(e, FlairEmbeddings) and not e.fine_tune]
+
+
+def embed_with_cache(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
+                     batch_size: int = 32) -> CacheReport:
+    """Give every token its vectors from each frozen LM of ``embeddings``, computing each LM's at most once.
+
+    The vectors land on the tokens under the embedding's own name, where flair's ``embed()`` finds
+    them and skips the language model; train with ``embeddings_storage_mode='cpu'`` so that flair
+    keeps them between epochs.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    report = CacheReport()
+    data_key = sentences_fingerprint(sentences)
+    files = []
+    for embedding in cacheable(embeddings):
+        path = cache_dir / f"{model_fingerprint(embedding)[:20]}-{data_key[:20]}.pt"
+        files.append(str(path))
+        if path.is_file():
+            vectors = torch.load(path, map_location="cpu", mmap=True)
+            report.hits += 1
+        else:
+            parts = []
+            for start in range(0, len(sentences), batch_size):
+                batch = sentences[start:start + batch_size]
+                embedding.embed(batch)
+                parts.extend(token.get_embedding(embedding.name).cpu() for s in batch for token in s)
+                for sentence in batch:  # the stack keeps nothing but what is assigned below
+                    for token in sentence:
+                        token._embeddings.pop(embedding.name, None)
+            vectors = torch.stack(parts)
+            temporary = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(vectors, temporary)
+            temporary.replace(path)  # atomic: a cache file is complete or absent
+            report.misses += 1
+        expected = sum(len(s) for s in sentences)
+        if vectors.shape[0] != expected:
+            raise ClinflairError(f"embedding cache {path} holds {vectors.shape[0]} tokens, expected "
+                                 f"{expected}; delete it to recompute")
+        index = 0
+        for sentence in sentences:
+            for token in sentence:
+                token.set_embedding(embedding.name, vectors[index])
+                index += 1
+    report.files = files
+    return report
+

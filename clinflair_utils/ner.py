@@ -1,0 +1,248 @@
+"""One NER run: a dataset x an embedding configuration x a seed, with flair's BiLSTM-CRF tagger.
+
+The paper's setting is the default (:class:`NerSettings`): one LSTM layer of 256, a CRF, SGD at
+learning rate 0.1, batch 32, up to 150 epochs, trained on train+dev, evaluated on test with flair's
+span-level scores. Profiles change what a CPU cannot afford and say so in the run's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import flair
+import pandas as pd
+import torch
+from flair.data import Corpus, Sentence
+from flair.datasets import SentenceDataset
+from flair.models import SequenceTagger
+from flair.trainers import ModelTrainer
+
+from . import __version__
+from .data import load_corpus
+from .embeddings import cacheable, character_dictionary, embed_with_cache, resolve_embeddings
+from .errors import ClinflairError
+from .lm import quiet_flair_console
+
+RECORD_FILE = "record.json"
+MODEL_FILE = "final-model.pt"
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclass
+class NerSettings:
+    """Tagger and training hyper-parameters (defaults: the paper's)."""
+
+    hidden_size: int = 256
+    rnn_layers: int = 1
+    use_crf: bool = True
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    mini_batch_size: int = 32
+    max_epochs: int = 150
+    anneal_patience: int = 3  # flair's default: halve the rate after 3 epochs without improvement
+    train_with_dev: bool = True
+    max_train_sentences: int | None = None  # None: every train (+dev) sentence
+    use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
+
+
+def training_sentences(corpus: Corpus, settings: NerSettings) -> list[Sentence]:
+    """train (+dev), capped to ``max_train_sentences`` by a fixed shuffle (the same for every seed)."""
+    sentences = list(corpus.train) + (list(corpus.dev) if settings.train_with_dev and corpus.dev else [])
+    if settings.max_train_sentences is not None and settings.max_train_sentences < len(sentences):
+        order = list(range(len(sentences)))
+        random.Random(0).shuffle(order)
+        sentences = [sentences[i] for i in sorted(order[: settings.max_train_sentences])]
+    return sentences
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "flair": flair.__version__, "torch": torch.__version__,
+            "clinflair_utils": __version__}
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Write ``payload`` so that ``path`` is either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+    temporary.replace(path)
+
+
+def scores_from_report(report: dict) -> dict:
+    """Micro and macro F1 and per-type precision/recall/F1/support from flair's classification report."""
+    per_type = {
+        label: {"precision": row["precision"], "recall": row["recall"], "f1": row["f1-score"],
+                "support": int(row["support"])}
+        for label, row in report.items()
+        if isinstance(row, dict) and not label.endswith(" avg")
+    }
+    return {"micro_f1": report["micro avg"]["f1-score"], "macro_f1": report["macro avg"]["f1-score"],
+            "micro_precision": report["micro avg"]["precision"], "micro_recall": report["micro avg"]["recall"],
+            "per_type": per_type}
+
+
+def run_ner(
+    dataset: str | Path,
+    embeddings: str,
+    seed: int,
+    settings: NerSettings,
+    output_dir: Path | str,
+    models_dir: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    profile: str = "custom",
+    corpus: Corpus | None = None,
+) -> tuple[dict, SequenceTagger, list[Sentence]]:
+    """Train and evaluate one run; write its record (atomically) and its model into ``output_dir``.
+
+    Returns the record, the trained tagger and the test sentences with ``predicted`` labels.
+    """
+    output_dir = Path(output_dir)
+    started = time.time()
+    corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
+    train = training_sentences(corpus, settings)
+    test = list(corpus.test)
+    flair.set_seed(seed)
+    stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
+
+    cache = None
+    storage_mode = "none"  # the original experiments' setting: vectors recomputed every epoch
+    if settings.use_cache and cacheable(stack):
+        if cache_dir is None:
+            raise ClinflairError("use_cache needs a cache_dir")
+        embedding_started = time.time()
+        cache = embed_with_cache(train + test, stack, cache_dir)
+        cache = {**asdict(cache), "seconds": round(time.time() - embedding_started, 1)}
+        storage_mode = "cpu"  # keep the cached vectors on the tokens between epochs
+
+    # no test split for the trainer: its own final test would clear the cached vectors; the run
+    # is evaluated below instead
+    run_corpus = Corpus(train=SentenceDataset(train), dev=None, test=None,
+                        name=corpus.name, sample_missing_splits=False)
+    if settings.optimizer not in OPTIMIZERS:
+        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        label_dictionary = run_corpus.make_label_dictionary("ner", add_unk=False)
+    flair.set_seed(seed)
+    with quiet_flair_console():
+        tagger = SequenceTagger(
+            hidden_size=settings.hidden_size,
+            embeddings=stack,
+            tag_dictionary=label_dictionary,
+            tag_type="ner",
+            use_crf=settings.use_crf,
+            rnn_layers=settings.rnn_layers,
+        )
+    training_started = time.time()
+    with quiet_flair_console():
+        ModelTrainer(tagger, run_corpus).train(
+            output_dir,
+            learning_rate=settings.learning_rate,
+            mini_batch_size=settings.mini_batch_size,
+            max_epochs=settings.max_epochs,
+            optimizer=OPTIMIZERS[settings.optimizer],
+            patience=settings.anneal_patience,
+            embeddings_storage_mode=storage_mode,
+            shuffle=True,
+            save_final_model=True,
+            create_file_logs=True,
+            use_final_model_for_eval=True,
+        )
+        training_seconds = time.time() - training_started
+        with contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
+            result = tagger.evaluate(test, gold_label_type="ner", mini_batch_size=64,
+                                     embedding_storage_mode="none", return_loss=False)
+    record = {
+        "dataset": corpus.name,
+        "embeddings": embeddings,
+        "seed": seed,
+        "profile": profile,
+        "hyperparameters": asdict(settings),
+        "train_sentences": len(train),
+        "train_sentences_available": len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
+        "test_sentences": len(test),
+        "epochs_run": _epochs_run(output_dir),
+        "embedding_storage_mode": storage_mode,
+        "embedding_cache": cache,
+        "versions": library_versions(),
+        "device": str(flair.device),
+        "wall_seconds": round(time.time() - started, 1),
+        "training_seconds": round(training_seconds, 1),
+        **scores_from_report(result.classification_report),
+    }
+    write_json_atomically(output_dir / RECORD_FILE, record)
+    for leftover in ("best-model.pt",):  # the final model is kept; flair may also write a best one
+        (output_dir / leftover).unlink(missing_ok=True)
+    return record, tagger, test
+
+
+def _epochs_run(output_dir: Path) -> int | None:
+    loss_file = output_dir / "loss.tsv"
+    if not loss_file.is_file():
+        return None
+    return max(0, len(loss_file.read_text().strip().splitlines()) - 1)
+
+
+def per_type_table(record: dict) -> pd.DataFrame:
+    """Per-type precision, recall, F1 and support of a run record."""
+    return pd.DataFrame(record["per_type"]).T.sort_index()
+
+
+def gold_vs_predicted(sentences: list[Sentence], limit: int = 5, only_with_entities: bool = True) -> pd.DataFrame:
+    """Spans of some test sentences: gold against predicted (``predicted`` labels from evaluation)."""
+    rows = []
+    for sentence in sentences:
+        gold = {(s.unlabeled_identifier, s.text, s.get_label("ner").value) for s in sentence.get_spans("ner")}
+        predicted = {(label.data_point.unlabeled_identifier, label.data_point.text, label.value)
+                     for label in sentence.get_labels("predicted")}
+        if only_with_entities and not gold:
+            continue
+        rows.append({"sentence": sentence.to_tokenized_string(),
+                     "gold": "; ".join(f"{text} [{tag}]" for _, text, tag in sorted(gold)),
+                     "predicted": "; ".join(f"{text} [{tag}]" for _, text, tag in sorted(predicted)),
+                     "exact": gold == predicted})
+        if len(rows) == limit:
+            break
+    return pd.DataFrame(rows)
+
+
+# --- Using a trained model ------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """Tokens with character offsets, split like the corpora: runs of letters/digits, and each
+    punctuation mark alone (CWLC's "K08.1" is "K08 . 1")."""
+    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def tag_text(model: SequenceTagger | Path | str, text: str) -> list[dict]:
+    """Entities of raw Spanish ``text``: type, text, character offsets, confidence."""
+    if not isinstance(model, SequenceTagger):
+        path = Path(model)
+        if not path.is_file():
+            raise ClinflairError(f"no tagger model at {path} (a run writes {MODEL_FILE} into its output_dir)")
+        with quiet_flair_console():
+            model = SequenceTagger.load(str(path))
+    tokens = tokenize(text)
+    if not tokens:
+        return []
+    sentence = Sentence([token for token, _, _ in tokens])
+    model.predict(sentence)
+    entities = []
+    for span in sentence.get_spans(model.tag_type):
+        first, last = span.tokens[0].idx - 1, span.tokens[-1].idx - 1
+        start, end = tokens[first][1], tokens[last][2]
+        label = span.get_label(model.tag_type)
+        entities.append({"type": label.value, "text": text[start:end], "start": start, "end": end,
+                         "confidence": round(label.score, 4)})
+    return entities

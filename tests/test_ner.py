@@ -1,0 +1,189 @@
+"""The experiment engine: embedding specifications, the embedding cache, run records, tagging."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import flair
+import pytest
+import torch
+from flair.data import Sentence
+from flair.embeddings import CharacterEmbeddings, FlairEmbeddings
+from seqeval.metrics import classification_report as seqeval_report
+from seqeval.metrics import f1_score as seqeval_f1
+
+from clinflair_utils import embeddings as emb
+from clinflair_utils import lm, ner
+from clinflair_utils.data import load_corpus
+from clinflair_utils.errors import ClinflairError
+
+
+@pytest.fixture(scope="module")
+def nubes():
+    return load_corpus("nubes", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def models(pretrained: Path) -> Path:
+    return pretrained / "models"
+
+
+def test_spec_resolution(models: Path, tmp_path: Path, monkeypatch) -> None:
+    [chars] = emb.resolve_embeddings("chars", char_dictionary=emb.character_dictionary([Sentence("Dolor")])).embeddings
+    assert isinstance(chars, CharacterEmbeddings)
+    forward, backward = emb.resolve_embeddings("clinical", models).embeddings
+    assert forward.is_forward_lm and not backward.is_forward_lm
+    assert forward.name.endswith(str(models / "clinical-forward" / lm.MODEL_FILE))
+    path = models / "general-forward" / lm.MODEL_FILE
+    [single] = emb.resolve_embeddings(str(path)).embeddings
+    assert single.name.endswith(str(path))
+    pair = emb.resolve_embeddings(f"{path},{models / 'general-backward' / lm.MODEL_FILE}").embeddings
+    assert [e.is_forward_lm for e in pair] == [True, False]
+    with pytest.raises(ClinflairError, match="unknown embeddings 'bert'"):
+        emb.resolve_embeddings("bert")
+    with pytest.raises(ClinflairError, match="give the models directory"):
+        emb.resolve_embeddings("clinical")
+    with pytest.raises(ClinflairError, match="not found; run the pre-training notebook"):
+        emb.resolve_embeddings("control", tmp_path)
+    with pytest.raises(ClinflairError, match="no language model at"):
+        emb.resolve_embeddings(str(tmp_path / "missing.pt"))
+
+
+def test_published_pairs_load_through_flairs_own_cache(models: Path, tmp_path: Path, monkeypatch) -> None:
+    # flair looks in <cache_root>/embeddings/<file name of the URL> before it downloads: place small
+    # models of our own there and the real loading code runs offline.
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    (tmp_path / "embeddings").mkdir()
+    for direction in lm.DIRECTIONS:
+        shutil.copy(models / f"clinical-{direction}" / lm.MODEL_FILE, tmp_path / "embeddings" / f"es-clinical-{direction}.pt")
+        shutil.copy(models / f"general-{direction}" / lm.MODEL_FILE, tmp_path / "embeddings" / f"lm-es-{direction}.pt")
+    clinical = emb.resolve_embeddings("es-clinical").embeddings
+    assert [e.name.split("-", 1)[1] for e in clinical] == [
+        str(tmp_path / "embeddings" / f"es-clinical-{d}.pt") for d in lm.DIRECTIONS]
+    general = emb.resolve_embeddings("es").embeddings
+    assert [e.is_forward_lm for e in general] == [True, False]
+
+
+def test_cache_hit_gives_the_vectors_flair_computes(models: Path, nubes, tmp_path: Path) -> None:
+    sentences = [s for s in list(nubes.test)[:40]]
+    stack = emb.resolve_embeddings("clinical", models)
+    report = emb.embed_with_cache(sentences, stack, tmp_path)
+    assert (report.hits, report.misses, len(report.files)) == (0, 2, 2)
+    assert all(Path(f).is_file() for f in report.files)
+
+    fresh = [Sentence([t.text for t in s]) for s in sentences]
+    again = emb.embed_with_cache(fresh, emb.resolve_embeddings("clinical", models), tmp_path)
+    assert (again.hits, again.misses, again.files) == (2, 0, report.files)
+    direct = [Sentence([t.text for t in s]) for s in sentences]
+    stack.embed(direct)
+    for cached, computed in zip(fresh, direct):
+        for a, b in zip(cached, computed):
+            assert torch.equal(a.get_embedding(), b.get_embedding())
+
+
+def test_cache_key_changes_with_the_data_and_the_model(models: Path, nubes, tmp_path: Path) -> None:
+    sentences = list(nubes.test)[:20]
+    first = emb.embed_with_cache(sentences, emb.resolve_embeddings("clinical", models), tmp_path)
+    edited = [Sentence([t.text for t in s]) for s in sentences]
+    edited[3] = Sentence([t.text for t in sentences[3]] + ["."])
+    changed_data = emb.embed_with_cache(edited, emb.resolve_embeddings("clinical", models), tmp_path)
+    assert changed_data.misses == 2 and set(changed_data.files).isdisjoint(first.files)
+    other_model = emb.embed_with_cache(list(sentences), emb.resolve_embeddings("general", models), tmp_path)
+    assert other_model.misses == 2 and set(other_model.files).isdisjoint(first.files)
+    # the same files keyed by model weights: a retrained model at the same path is a new key
+    retrained = emb.resolve_embeddings("clinical", models)
+    with torch.no_grad():
+        retrained.embeddings[0].lm.encoder.weight[5] += 1.0
+    assert emb.model_fingerprint(retrained.embeddings[0]) != emb.model_fingerprint(
+        emb.resolve_embeddings("clinical", models).embeddings[0])
+
+
+RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "train_sentences",
+               "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
+               "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1",
+               "macro_f1", "micro_precision", "micro_recall", "per_type"}
+QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
+
+
+@pytest.fixture(scope="module")
+def cached_run(models: Path, nubes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    record, tagger, test = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK), out / "run",
+                                       models_dir=models, cache_dir=out / "cache", profile="quick", corpus=nubes)
+    return out, record, tagger, test
+
+
+def test_record_schema_and_files(cached_run) -> None:
+    out, record, _, _ = cached_run
+    on_disk = json.loads((out / "run" / ner.RECORD_FILE).read_text())
+    assert on_disk == record and set(record) == RECORD_KEYS
+    assert record["dataset"] == "nubes" and record["seed"] == 7 and record["test_sentences"] == 2762
+    assert record["train_sentences"] == 1500 and record["train_sentences_available"] == 13802 + 1840
+    assert record["hyperparameters"]["optimizer"] == "adam" and record["epochs_run"] == 3
+    assert set(record["versions"]) == {"python", "flair", "torch", "clinflair_utils"}
+    assert set(record["per_type"]) == {"NEG", "NSCO", "UNC", "USCO"}
+    assert sum(t["support"] for t in record["per_type"].values()) == 3548  # every test entity
+    assert 0.3 < record["micro_f1"] <= 1  # it learned
+    assert record["embedding_cache"]["misses"] == 2 and record["embedding_storage_mode"] == "cpu"
+    assert (out / "run" / ner.MODEL_FILE).is_file()
+    assert not list((out / "run").glob(".*tmp*"))
+
+
+def _bio(sentence: Sentence, spans) -> list[str]:
+    tags = ["O"] * len(sentence)
+    for span, value in spans:
+        first = span.tokens[0].idx - 1
+        tags[first] = f"B-{value}"
+        for token in span.tokens[1:]:
+            tags[token.idx - 1] = f"I-{value}"
+    return tags
+
+
+def test_flair_scores_agree_with_seqeval(cached_run) -> None:
+    _, record, _, test = cached_run
+    gold = [_bio(s, [(sp, sp.get_label("ner").value) for sp in s.get_spans("ner")]) for s in test]
+    predicted = [_bio(s, [(label.data_point, label.value) for label in s.get_labels("predicted")]) for s in test]
+    assert seqeval_f1(gold, predicted) == pytest.approx(record["micro_f1"], abs=1e-9)
+    per_type = seqeval_report(gold, predicted, output_dict=True)
+    for label, scores in record["per_type"].items():
+        assert per_type[label]["f1-score"] == pytest.approx(scores["f1"], abs=1e-9)
+        assert per_type[label]["support"] == scores["support"]
+
+
+def test_cached_and_uncached_runs_score_the_same(cached_run, models: Path, nubes) -> None:
+    out, record, _, _ = cached_run
+    again, _, _ = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK), out / "run-hit",
+                              models_dir=models, cache_dir=out / "cache", corpus=load_corpus("nubes", verbose=False))
+    assert again["embedding_cache"]["hits"] == 2 and again["micro_f1"] == record["micro_f1"]
+    uncached, _, _ = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK, use_cache=False), out / "run-none",
+                                 models_dir=models, corpus=load_corpus("nubes", verbose=False))
+    assert uncached["embedding_storage_mode"] == "none" and uncached["embedding_cache"] is None
+    assert uncached["micro_f1"] == record["micro_f1"] and uncached["per_type"] == record["per_type"]
+
+
+def test_tokenize_keeps_offsets() -> None:
+    text = "Dg: K08.1, HTA (crónica)."
+    tokens = ner.tokenize(text)
+    assert [t for t, _, _ in tokens] == ["Dg", ":", "K08", ".", "1", ",", "HTA", "(", "crónica", ")", "."]
+    assert all(text[start:end] == token for token, start, end in tokens)
+
+
+def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
+    out, _, tagger, _ = cached_run
+    text = "Paciente sin fiebre ni disnea, no refiere dolor."
+    result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "run" / ner.MODEL_FILE), text],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert lines and all(len(line) == 5 for line in lines)
+    for start, end, entity_type, surface, _ in lines:
+        assert text[int(start):int(end)] == surface and entity_type in {"NEG", "NSCO", "UNC", "USCO"}
+    assert [(e["start"], e["end"], e["type"]) for e in ner.tag_text(tagger, text)] == \
+           [(int(s), int(e), t) for s, e, t, _, _ in lines]
+    missing = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "nope.pt"), "x"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no tagger model" in missing.stderr
