@@ -49,6 +49,20 @@ def _tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _book(args: argparse.Namespace) -> int:
+    from .book import build_html, run_pipeline
+
+    report = run_pipeline(args.profile, args.root, force=args.force)
+    print(f"executed {len(report.executed)}, skipped (already done) {len(report.skipped)}, "
+          f"failed {len(report.failed)}")
+    for name, problem in report.failed.items():
+        print(f"  FAILED {name}: {problem}", file=sys.stderr)
+    if not args.no_build:
+        html = build_html(args.root)
+        print(f"book built: {html / 'index.html'}")
+    return 1 if report.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clinflair_utils", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     tag.add_argument("model", help="a trained tagger (final-model.pt in a run's output_dir)")
     tag.add_argument("text", nargs="+", help="Spanish text; tokenized the way the corpora are")
     tag.set_defaults(handler=_tag)
+
+    book = commands.add_parser("book", help="execute the whole pipeline with papermill and build the book")
+    book.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
+    book.add_argument("--root", default=".", help="the repository root (default: the current folder)")
+    book.add_argument("--force", action="store_true", help="execute again what is already done")
+    book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
+    book.set_defaults(handler=_book)
 
     args = parser.parse_args(argv)
     try:

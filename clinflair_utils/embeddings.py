@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbeddings
@@ -155,3 +156,85 @@ def embed_with_cache(sentences: list[Sentence], embeddings: StackedEmbeddings, c
     report.files = files
     return report
 
+
+
+# --- Exploring what the vectors capture -----------------------------------------------------------
+
+def token_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings) -> torch.Tensor:
+    """Every token's vector (rows in sentence order), the stack's embeddings concatenated."""
+    fresh = [Sentence([token.text for token in sentence]) for sentence in sentences]
+    embeddings.embed(fresh)
+    return torch.stack([token.get_embedding().detach().cpu() for sentence in fresh for token in sentence])
+
+
+def nearest_neighbours(query: str, target: str, pool: list[Sentence], embeddings: StackedEmbeddings,
+                       k: int = 5, pool_vectors: torch.Tensor | None = None) -> pd.DataFrame:
+    """The ``k`` tokens of ``pool`` closest (cosine) to ``target`` as it is used in ``query``.
+
+    Tokens identical to the target are left out, so the neighbours show what else the model puts near it.
+    """
+    query_sentence = Sentence(query.split())
+    words = [token.text for token in query_sentence]
+    if target not in words:
+        raise ClinflairError(f"{target!r} is not a token of {query!r}")
+    query_vector = token_vectors([query_sentence], embeddings)[words.index(target)]
+    vectors = pool_vectors if pool_vectors is not None else token_vectors(pool, embeddings)
+    similarity = torch.nn.functional.cosine_similarity(vectors, query_vector.unsqueeze(0))
+    places = [(sentence, index) for sentence in pool for index in range(len(sentence))]
+    rows = []
+    for position in similarity.argsort(descending=True).tolist():
+        sentence, index = places[position]
+        if sentence[index].text.lower() == target.lower():
+            continue
+        context = " ".join(t.text for t in sentence.tokens[max(0, index - 3): index + 4])
+        rows.append({"neighbour": sentence[index].text, "cosine": round(similarity[position].item(), 3),
+                     "context": context})
+        if len(rows) == k:
+            break
+    return pd.DataFrame(rows)
+
+
+def entity_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings,
+                   label_type: str = "ner") -> tuple[torch.Tensor, list[str], list[str]]:
+    """One vector per entity span (the mean of its tokens'), its type and its text."""
+    vectors = token_vectors(sentences, embeddings)
+    rows, types, texts = [], [], []
+    offset = 0
+    for sentence in sentences:
+        for span in sentence.get_spans(label_type):
+            indices = [offset + token.idx - 1 for token in span.tokens]
+            rows.append(vectors[indices].mean(dim=0))
+            types.append(span.get_label(label_type).value)
+            texts.append(span.text)
+        offset += len(sentence)
+    return torch.stack(rows), types, texts
+
+
+def entity_type_probe(vectors: torch.Tensor, types: list[str], neighbours: int = 5, folds: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier of entity type (cross-validated): how well the
+    vectors alone separate the types."""
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    classifier = KNeighborsClassifier(n_neighbors=neighbours, metric="cosine")
+    return float(cross_val_score(classifier, vectors.numpy(), types, cv=folds).mean())
+
+
+def plot_entity_projection(projections: dict[str, tuple[torch.Tensor, list[str]]]):
+    """A PCA scatter of entity vectors coloured by type, one panel per embedding configuration."""
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    figure, axes = plt.subplots(1, len(projections), figsize=(5.5 * len(projections), 4.5), squeeze=False)
+    all_types = sorted({t for _, types in projections.values() for t in types})
+    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(all_types)}
+    for axis, (name, (vectors, types)) in zip(axes[0], projections.items()):
+        points = PCA(n_components=2, random_state=0).fit_transform(vectors.numpy())
+        for entity_type in all_types:
+            chosen = [i for i, t in enumerate(types) if t == entity_type]
+            axis.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.6, color=colours[entity_type],
+                         label=entity_type)
+        axis.set(title=f"{name} embeddings", xlabel="PC 1", ylabel="PC 2")
+    axes[0][-1].legend(markerscale=2, fontsize=8, loc="best")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,189 @@
+"""The main job: execute the whole pipeline with papermill and build the Jupyter Book.
+
+``python -m clinflair_utils book --profile quick|cpu|paper`` runs, in order: pre-training,
+embeddings, the NER grid the profile names (datasets x embeddings x seeds), the tutorial, and the
+results; the executed notebooks go to ``book/``, the run records to ``book/records/<profile>/``, the
+models, caches and per-run notebooks to ``output/<profile>/``. Then ``jupyter-book build``.
+
+Rerunning resumes: a chapter whose executed notebook is complete is not executed again, a run whose
+record exists is skipped, and the language-model training inside the pre-training notebook resumes
+from its checkpoint. A failing run is reported with its notebook and error; the others go on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import papermill
+from tqdm import tqdm
+
+from .errors import ClinflairError
+from .profiles import load_profile
+
+CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
+
+
+@dataclass
+class BookPaths:
+    """Where a profile's book run reads and writes, relative to the repository root."""
+
+    root: Path
+    profile: str
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def book(self) -> Path:
+        return self.root / "book"
+
+    @property
+    def records(self) -> Path:
+        return self.book / "records" / self.profile
+
+    @property
+    def work(self) -> Path:
+        return self.root / "output" / self.profile
+
+    @property
+    def models(self) -> Path:
+        return self.work / "pretraining" / "models"
+
+
+@dataclass
+class BookReport:
+    """What one call of :func:`run_pipeline` did."""
+
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> "notebook: error"
+
+
+def run_name(dataset: str, embeddings: str, seed: int) -> str:
+    return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
+
+
+def is_complete(notebook: Path) -> bool:
+    """True if ``notebook`` was executed by papermill to the end without an exception."""
+    if not notebook.is_file():
+        return False
+    try:
+        metadata = nbformat.read(notebook, as_version=4).metadata.get("papermill", {})
+    except Exception:  # a notebook cut off mid-write is incomplete
+        return False
+    return metadata.get("exception") is False and metadata.get("end_time") is not None
+
+
+def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
+    """papermill ``template`` into ``target`` with ``parameters``, run from ``cwd``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
+                               progress_bar=False, log_output=False, kernel_name="python3")
+
+
+def grid(profile: dict) -> list[tuple[str, str, int]]:
+    ner = profile["ner"]
+    return [(d, e, s) for d in ner["datasets"] for e in ner["embeddings"] for s in ner["seeds"]]
+
+
+def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False) -> BookReport:
+    """Execute every chapter and run of a profile (see the module's docstring)."""
+    root = Path(root).resolve()
+    profile = load_profile(profile_name)
+    paths = BookPaths(root, profile["name"])
+    report = BookReport()
+    cwd = paths.root  # every relative path in the parameters is relative to the repository root
+
+    def chapter(name: str, parameters: dict) -> bool:
+        target = paths.book / f"{name}.ipynb"
+        if not force and is_complete(target):
+            report.skipped.append(name)
+            return True
+        print(f"[{profile['name']}] executing {name} ...", flush=True)
+        started = time.time()
+        try:
+            execute(paths.templates / f"{name}.ipynb", target, parameters, cwd)
+        except Exception as error:  # papermill's execution error names the cell; keep going
+            report.failed[name] = f"{target}: {_one_line(error)}"
+            print(f"[{profile['name']}] FAILED {name}: {report.failed[name]}", flush=True)
+            return False
+        report.executed.append(name)
+        print(f"[{profile['name']}] {name} done in {time.time() - started:.0f} s", flush=True)
+        return True
+
+    common = {"profile": profile["name"]}
+    if not chapter("pretraining", {**common, "output_dir": str(paths.work / "pretraining")}):
+        return report  # everything after needs the language models
+    chapter("embeddings", {**common, "models_dir": str(paths.models)})
+
+    runs = grid(profile)
+    paths.records.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    done = sum((paths.records / f"{run_name(*run)}.json").is_file() for run in runs)
+    bar = tqdm(total=len(runs), initial=done, desc=f"NER runs ({profile['name']})", unit="run",
+               dynamic_ncols=True, file=sys.stdout)
+    for dataset, embeddings, seed in runs:
+        name = run_name(dataset, embeddings, seed)
+        record = paths.records / f"{name}.json"
+        if record.is_file() and not force:
+            report.skipped.append(name)
+            continue
+        run_dir = paths.work / "ner" / name
+        bar.set_postfix_str(f"running {name}; failed {len([f for f in report.failed if '__' in f])}; "
+                            f"elapsed {time.time() - started:.0f} s")
+        try:
+            execute(paths.templates / "ner.ipynb", run_dir / "run.ipynb",
+                    {**common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
+                     "output_dir": str(run_dir), "models_dir": str(paths.models),
+                     "cache_dir": str(paths.work / "cache")}, cwd)
+            shutil.copyfile(run_dir / "record.json", record.with_suffix(".tmp"))
+            record.with_suffix(".tmp").replace(record)
+            report.executed.append(name)
+        except Exception as error:
+            report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
+            tqdm.write(f"FAILED {name}: {report.failed[name]}", file=sys.stdout)
+        bar.update(1)
+    bar.set_postfix_str(f"elapsed {time.time() - started:.0f} s")
+    bar.close()
+
+    # the NER chapter shows the first run of the grid, as executed
+    first = paths.work / "ner" / run_name(*runs[0]) / "run.ipynb"
+    chapter_ner = paths.book / "ner.ipynb"
+    if is_complete(first) and (force or not is_complete(chapter_ner) or first.stat().st_mtime > chapter_ner.stat().st_mtime):
+        shutil.copyfile(first, chapter_ner)
+
+    chapter("tutorial", {"forward_model": str(paths.models / "clinical-forward" / "best-lm.pt"),
+                         "backward_model": str(paths.models / "clinical-backward" / "best-lm.pt"),
+                         "output_dir": str(paths.work / "tutorial")})
+    benchmark = paths.root / "benchmarks" / "results" / f"embedding_cache_{profile['name']}.json"
+    # results are cheap and must reflect every record: always executed again
+    if (paths.book / "results.ipynb").exists():
+        (paths.book / "results.ipynb").unlink()
+    chapter("results", {**common, "records_dir": str(paths.records.relative_to(paths.root)),
+                        "benchmark": str(benchmark) if benchmark.is_file() else None})
+    return report
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    useful = [line for line in text if line.strip() and not line.startswith("-")]
+    return (useful[-1] if useful else type(error).__name__)[:300]
+
+
+def build_html(root: Path | str = ".") -> Path:
+    """``jupyter-book build`` with warnings as errors; the path of the built HTML."""
+    root = Path(root).resolve()
+    executable = Path(sys.executable).parent / "jupyter-book"  # installed beside this interpreter
+    command = [str(executable), "build", str(root), "--warningiserror", "--keep-going"]
+    completed = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if completed.returncode != 0:
+        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-30:])
+        raise ClinflairError(f"jupyter-book build failed:\n{tail}")
+    return root / "_build" / "html"

@@ -1,0 +1,106 @@
+"""The book: executed notebooks are papermill outputs of the templates, and the built HTML is whole.
+
+The HTML checks need the book built by the main job (``python -m clinflair_utils book``), which CI
+runs before the tests, and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import nbformat
+import pytest
+import yaml
+
+from clinflair_utils.book import CHAPTERS, is_complete
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def code_cells(path: Path) -> list[str]:
+    notebook = nbformat.read(path, as_version=4)
+    return [cell.source for cell in notebook.cells
+            if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+
+
+def test_toc_lists_every_chapter() -> None:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["root"] == "book/intro"
+    assert [entry["file"] for entry in toc["chapters"]] == [f"book/{c}" for c in
+                                                            ("tutorial", "pretraining", "embeddings", "ner", "results")]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_book_notebooks_are_unedited_papermill_outputs(chapter: str) -> None:
+    executed = ROOT / "book" / f"{chapter}.ipynb"
+    assert executed.is_file(), f"{executed} is missing: run python -m clinflair_utils book"
+    assert is_complete(executed), f"{executed} did not run to the end"
+    assert code_cells(executed) == code_cells(ROOT / "notebooks" / f"{chapter}.ipynb"), \
+        f"the code of {executed} drifted from notebooks/{chapter}.ipynb: rebuild the book"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    template = ROOT / "notebooks" / "results.ipynb"
+    notebook = nbformat.read(template, as_version=4)
+    notebook.cells[2].source += "\n# edited by hand"
+    nbformat.write(notebook, tmp_path / "results.ipynb")
+    assert code_cells(tmp_path / "results.ipynb") != code_cells(template)
+
+
+def _dom(page: Path) -> str:
+    """The page's DOM after Chromium ran its scripts."""
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={page.parent / '.chromium-profile'}", "--dump-dom", page.as_uri()]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout
+
+
+PAGES = {  # page: (words its title holds, figures it must show at least, tables at least)
+    "index.html": ("Clinical Flair, reproduced", 0, 1),
+    "book/tutorial.html": ("Tutorial", 0, 0),
+    "book/pretraining.html": ("Pre-training", 2, 3),
+    "book/embeddings.html": ("What the embeddings capture", 1, 2),
+    "book/ner.html": ("One NER run", 0, 4),
+    "book/results.html": ("Results", 1, 4),
+}
+
+
+@pytest.fixture(scope="module")
+def browser_ready() -> None:
+    if not (HTML / "index.html").is_file():
+        pytest.fail("the book is not built: run python -m clinflair_utils book first")
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_built_page_in_chromium(browser_ready, page: str) -> None:
+    words, figures, tables = PAGES[page]
+    dom = _dom(HTML / page)
+    title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+    assert words in title, title
+    images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+    rendered = [src for src in images if "_images/" in src or src.startswith("data:image")]
+    assert len(rendered) >= figures, f"{page}: {len(rendered)} figures"
+    for src in rendered:
+        if not src.startswith("data:"):
+            assert (HTML / page).parent.joinpath(unquote(src)).resolve().is_file(), src
+    assert dom.count("<table") >= tables, f"{page}: {dom.count('<table')} tables"
+    assert "Traceback" not in dom and "Error" not in title
+    for href in re.findall(r'href="([^"#?]+)[^"]*"', dom):
+        parsed = urlparse(href)
+        if parsed.scheme or href.startswith("//") or href.startswith("mailto:"):
+            continue
+        target = (HTML / page).parent.joinpath(unquote(parsed.path)).resolve()
+        assert target.exists(), f"{page}: broken internal link {href}"
