@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from clinflair_utils.data import load_corpus
+from clinflair_utils.embeddings import resolve_embeddings
 from clinflair_utils.ner import NerSettings, run_ner
 from clinflair_utils.profiles import load_profile
 
@@ -66,7 +67,10 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "dataset": args.dataset, "embeddings": args.embeddings, "seeds": args.seeds,
-            "models_dir": str(args.models_dir), "seconds_with_cache": round(cached, 1),
+            "models_dir": str(args.models_dir),
+            "lm_hidden_size": [e.lm.hidden_size for e in resolve_embeddings(args.embeddings, args.models_dir).embeddings
+                               if hasattr(e, "lm")],
+            "seconds_with_cache": round(cached, 1),
             "seconds_without_cache": round(uncached, 1), "speedup": round(uncached / cached, 2),
             "identical_f1": all(identical), "settings": base,
             "micro_f1": {"cache": [r["micro_f1"] for r in results["cache"]],

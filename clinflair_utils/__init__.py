@@ -6,3 +6,8 @@ Modules follow the data flow, each importing only those before it:
 """
 
 __version__ = "0.1.0"
+
+import warnings
+
+# flair imports tqdm.auto, which warns in notebooks without ipywidgets; the text progress bars work
+warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)

@@ -12,6 +12,7 @@ from its checkpoint. A failing run is reported with its notebook and error; the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def is_complete(notebook: Path) -> bool:
         metadata = nbformat.read(notebook, as_version=4).metadata.get("papermill", {})
     except Exception:  # a notebook cut off mid-write is incomplete
         return False
-    return metadata.get("exception") is False and metadata.get("end_time") is not None
+    # papermill records exception None (or False) on success, True on failure; no end_time if killed
+    return not metadata.get("exception") and metadata.get("end_time") is not None
 
 
 def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
@@ -86,6 +88,13 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
                                progress_bar=False, log_output=False, kernel_name="python3")
+    # papermill records absolute paths of this machine; the committed book keeps them relative
+    notebook = nbformat.read(target, as_version=4)
+    metadata = notebook.metadata.get("papermill", {})
+    for key in ("input_path", "output_path", "cwd"):
+        if metadata.get(key):
+            metadata[key] = os.path.relpath(metadata[key], cwd)
+    nbformat.write(notebook, target)
 
 
 def grid(profile: dict) -> list[tuple[str, str, int]]:
@@ -118,10 +127,13 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         print(f"[{profile['name']}] {name} done in {time.time() - started:.0f} s", flush=True)
         return True
 
+    def rel(path: Path) -> str:  # parameters hold paths relative to the root, not this machine's
+        return str(path.relative_to(paths.root))
+
     common = {"profile": profile["name"]}
-    if not chapter("pretraining", {**common, "output_dir": str(paths.work / "pretraining")}):
+    if not chapter("pretraining", {**common, "output_dir": rel(paths.work / "pretraining")}):
         return report  # everything after needs the language models
-    chapter("embeddings", {**common, "models_dir": str(paths.models)})
+    chapter("embeddings", {**common, "models_dir": rel(paths.models)})
 
     runs = grid(profile)
     paths.records.mkdir(parents=True, exist_ok=True)
@@ -141,8 +153,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         try:
             execute(paths.templates / "ner.ipynb", run_dir / "run.ipynb",
                     {**common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
-                     "output_dir": str(run_dir), "models_dir": str(paths.models),
-                     "cache_dir": str(paths.work / "cache")}, cwd)
+                     "output_dir": rel(run_dir), "models_dir": rel(paths.models),
+                     "cache_dir": rel(paths.work / "cache")}, cwd)
             shutil.copyfile(run_dir / "record.json", record.with_suffix(".tmp"))
             record.with_suffix(".tmp").replace(record)
             report.executed.append(name)
@@ -159,15 +171,15 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     if is_complete(first) and (force or not is_complete(chapter_ner) or first.stat().st_mtime > chapter_ner.stat().st_mtime):
         shutil.copyfile(first, chapter_ner)
 
-    chapter("tutorial", {"forward_model": str(paths.models / "clinical-forward" / "best-lm.pt"),
-                         "backward_model": str(paths.models / "clinical-backward" / "best-lm.pt"),
-                         "output_dir": str(paths.work / "tutorial")})
+    chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
+                         "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
+                         "output_dir": rel(paths.work / "tutorial")})
     benchmark = paths.root / "benchmarks" / "results" / f"embedding_cache_{profile['name']}.json"
     # results are cheap and must reflect every record: always executed again
     if (paths.book / "results.ipynb").exists():
         (paths.book / "results.ipynb").unlink()
-    chapter("results", {**common, "records_dir": str(paths.records.relative_to(paths.root)),
-                        "benchmark": str(benchmark) if benchmark.is_file() else None})
+    chapter("results", {**common, "records_dir": rel(paths.records),
+                        "benchmark": rel(benchmark) if benchmark.is_file() else None})
     return report
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pooch
 from flair.data import Corpus, Sentence
-from flair.datasets import SentenceDataset
+from flair.datasets import FlairDatapointDataset
 
 from .conll import NER, ReaderRules, RepairReport, read_conll
 from .errors import DataError
@@ -267,9 +267,9 @@ def load_corpus(name_or_path: str | Path, verbose: bool = True) -> Corpus:
         if verbose:
             print(f"{name}/{split}: {len(splits[split])} sentences; {repairs[split]}")
     corpus = Corpus(
-        train=SentenceDataset(splits["train"]),
-        dev=SentenceDataset(splits["dev"]),
-        test=SentenceDataset(splits["test"]),
+        train=FlairDatapointDataset(splits["train"]),
+        dev=FlairDatapointDataset(splits["dev"]),
+        test=FlairDatapointDataset(splits["test"]),
         name=name,
         sample_missing_splits=False,
     )

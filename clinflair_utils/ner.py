@@ -22,7 +22,7 @@ import flair
 import pandas as pd
 import torch
 from flair.data import Corpus, Sentence
-from flair.datasets import SentenceDataset
+from flair.datasets import FlairDatapointDataset
 from flair.models import SequenceTagger
 from flair.trainers import ModelTrainer
 
@@ -125,7 +125,7 @@ def run_ner(
 
     # no test split for the trainer: its own final test would clear the cached vectors; the run
     # is evaluated below instead
-    run_corpus = Corpus(train=SentenceDataset(train), dev=None, test=None,
+    run_corpus = Corpus(train=FlairDatapointDataset(train), dev=None, test=None,
                         name=corpus.name, sample_missing_splits=False)
     if settings.optimizer not in OPTIMIZERS:
         raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")

@@ -65,7 +65,7 @@ def _dom(page: Path) -> str:
 
 
 PAGES = {  # page: (words its title holds, figures it must show at least, tables at least)
-    "index.html": ("Clinical Flair, reproduced", 0, 1),
+    "book/intro.html": ("Clinical Flair, reproduced", 0, 1),
     "book/tutorial.html": ("Tutorial", 0, 0),
     "book/pretraining.html": ("Pre-training", 2, 3),
     "book/embeddings.html": ("What the embeddings capture", 1, 2),

@@ -12,7 +12,7 @@ import flair
 import pytest
 import torch
 from flair.data import Sentence
-from flair.embeddings import CharacterEmbeddings, FlairEmbeddings
+from flair.embeddings import CharacterEmbeddings
 from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 
