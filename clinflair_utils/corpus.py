@@ -110,6 +110,14 @@ def _cap(sentences: list[str], max_chars: int | None) -> list[str]:
     return kept
 
 
+def _write_train_splits(folder: Path, lines: list[str], splits: int) -> None:
+    """Deal ``lines`` into ``folder/train/train_NN.txt``, replacing any earlier split files."""
+    for old in (folder / "train").glob("train_*.txt"):
+        old.unlink()
+    for index in range(splits):
+        _write_lines(folder / "train" / f"train_{index:02d}.txt", lines[index::splits])
+
+
 def write_text_corpus(
     sentences: list[str],
     folder: Path,
@@ -128,10 +136,7 @@ def write_text_corpus(
     held_out = max(1, round(len(shuffled) * held_out_fraction))
     valid, test = shuffled[:held_out], shuffled[held_out: 2 * held_out]
     train = _cap(shuffled[2 * held_out:], max_train_chars)
-    for old in (folder / "train").glob("train_*.txt"):
-        old.unlink()
-    for index in range(train_splits):
-        _write_lines(folder / "train" / f"train_{index:02d}.txt", train[index::train_splits])
+    _write_train_splits(folder, train, train_splits)
     _write_lines(folder / "valid.txt", valid)
     _write_lines(folder / "test.txt", test)
     return {part: sum(len(s) + 1 for s in lines) for part, lines in
@@ -183,10 +188,7 @@ def build_corpora(
 
     control = output_dir / "control"
     control_train = resize_to(train_texts["general"], summaries[1].characters["train"], seed)
-    for old in (control / "train").glob("train_*.txt"):
-        old.unlink()
-    for index in range(train_splits):
-        _write_lines(control / "train" / f"train_{index:02d}.txt", control_train[index::train_splits])
+    _write_train_splits(control, control_train, train_splits)
     for part in ("valid.txt", "test.txt"):
         _write_lines(control / part, (summaries[0].path / part).read_text(encoding="utf-8").splitlines())
     characters = {"train": sum(len(s) + 1 for s in control_train),
@@ -203,7 +205,7 @@ def corpus_folder_stats(folder: Path | str) -> dict[str, int]:
     return {"characters": len(text), "lines": text.count("\n"), "vocabulary": len(set(text))}
 
 
-def corpora_table(output_dir: Path | str, summaries: list[CorpusSummary]) -> pd.DataFrame:
+def corpora_table(summaries: list[CorpusSummary]) -> pd.DataFrame:
     """One row per corpus: its folder statistics and what decontamination removed."""
     rows = []
     for summary in summaries:

@@ -146,7 +146,7 @@ def train_language_model(
 
 
 def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
-           dictionary: Dictionary | None, init_from, seed: int) -> dict:
+           dictionary: Dictionary | None, init_from: Path | str | LanguageModel | None, seed: int) -> dict:
     flair.set_seed(seed)
     started = time.time()
     resumed_from = None

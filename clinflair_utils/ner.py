@@ -179,8 +179,7 @@ def run_ner(
         **scores_from_report(result.classification_report),
     }
     write_json_atomically(output_dir / RECORD_FILE, record)
-    for leftover in ("best-model.pt",):  # the final model is kept; flair may also write a best one
-        (output_dir / leftover).unlink(missing_ok=True)
+    (output_dir / "best-model.pt").unlink(missing_ok=True)  # the final model is the run's model
     return record, tagger, test
 
 
