@@ -71,13 +71,16 @@ def run_name(dataset: str, embeddings: str, seed: int) -> str:
     return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
 
 
-def is_complete(notebook: Path) -> bool:
-    """True if ``notebook`` was executed by papermill to the end without an exception."""
+def is_complete(notebook: Path, parameters: dict | None = None) -> bool:
+    """True if papermill executed ``notebook`` to the end without an exception (with ``parameters``,
+    when given: a chapter executed for another profile is not done for this one)."""
     if not notebook.is_file():
         return False
     try:
         metadata = nbformat.read(notebook, as_version=4).metadata.get("papermill", {})
     except Exception:  # a notebook cut off mid-write is incomplete
+        return False
+    if parameters is not None and metadata.get("parameters") != parameters:
         return False
     # papermill records exception None (or False) on success, True on failure; no end_time if killed
     return not metadata.get("exception") and metadata.get("end_time") is not None
@@ -112,7 +115,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
 
     def chapter(name: str, parameters: dict) -> bool:
         target = paths.book / f"{name}.ipynb"
-        if not force and is_complete(target):
+        if not force and is_complete(target, parameters):
             report.skipped.append(name)
             return True
         print(f"[{profile['name']}] executing {name} ...", flush=True)
@@ -135,9 +138,14 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         return report  # everything after needs the language models
     chapter("embeddings", {**common, "models_dir": rel(paths.models)})
 
+    def run_parameters(dataset: str, embeddings: str, seed: int) -> dict:
+        run_dir = paths.work / "ner" / run_name(dataset, embeddings, seed)
+        return {**common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
+                "output_dir": rel(run_dir), "models_dir": rel(paths.models), "cache_dir": rel(paths.work / "cache")}
+
     runs = grid(profile)
     paths.records.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, failed_runs = time.time(), 0
     done = sum((paths.records / f"{run_name(*run)}.json").is_file() for run in runs)
     bar = tqdm(total=len(runs), initial=done, desc=f"NER runs ({profile['name']})", unit="run",
                dynamic_ncols=True, file=sys.stdout)
@@ -148,18 +156,16 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
             report.skipped.append(name)
             continue
         run_dir = paths.work / "ner" / name
-        bar.set_postfix_str(f"running {name}; failed {len([f for f in report.failed if '__' in f])}; "
-                            f"elapsed {time.time() - started:.0f} s")
+        bar.set_postfix_str(f"running {name}; failed {failed_runs}; elapsed {time.time() - started:.0f} s")
         try:
             execute(paths.templates / "ner.ipynb", run_dir / "run.ipynb",
-                    {**common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
-                     "output_dir": rel(run_dir), "models_dir": rel(paths.models),
-                     "cache_dir": rel(paths.work / "cache")}, cwd)
+                    run_parameters(dataset, embeddings, seed), cwd)
             shutil.copyfile(run_dir / "record.json", record.with_suffix(".tmp"))
             record.with_suffix(".tmp").replace(record)
             report.executed.append(name)
         except Exception as error:
             report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
+            failed_runs += 1
             tqdm.write(f"FAILED {name}: {report.failed[name]}", file=sys.stdout)
         bar.update(1)
     bar.set_postfix_str(f"elapsed {time.time() - started:.0f} s")
@@ -168,7 +174,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     # the NER chapter shows the first run of the grid, as executed
     first = paths.work / "ner" / run_name(*runs[0]) / "run.ipynb"
     chapter_ner = paths.book / "ner.ipynb"
-    if is_complete(first) and (force or not is_complete(chapter_ner) or first.stat().st_mtime > chapter_ner.stat().st_mtime):
+    if is_complete(first) and (force or not is_complete(chapter_ner, run_parameters(*runs[0]))):
         shutil.copyfile(first, chapter_ner)
 
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),

@@ -46,6 +46,14 @@ def test_book_notebooks_are_unedited_papermill_outputs(chapter: str) -> None:
         f"the code of {executed} drifted from notebooks/{chapter}.ipynb: rebuild the book"
 
 
+def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
+    executed = ROOT / "book" / "pretraining.ipynb"
+    ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]
+    assert ran_with["profile"] == "quick" and is_complete(executed, ran_with)
+    assert not is_complete(executed, {**ran_with, "profile": "cpu"})
+    assert not is_complete(ROOT / "book" / "missing.ipynb")
+
+
 def test_drift_is_detected(tmp_path: Path) -> None:
     template = ROOT / "notebooks" / "results.ipynb"
     notebook = nbformat.read(template, as_version=4)
