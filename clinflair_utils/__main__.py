@@ -52,13 +52,13 @@ def _tag(args: argparse.Namespace) -> int:
 def _book(args: argparse.Namespace) -> int:
     from .book import build_html, run_pipeline
 
-    report = run_pipeline(args.profile, args.root, force=args.force)
+    report = run_pipeline(args.profile, args.root, force=args.force, out=args.out)
     print(f"executed {len(report.executed)}, skipped (already done) {len(report.skipped)}, "
           f"failed {len(report.failed)}")
     for name, problem in report.failed.items():
         print(f"  FAILED {name}: {problem}", file=sys.stderr)
     if not args.no_build:
-        html = build_html(args.root)
+        html = build_html(args.out or args.root)
         print(f"book built: {html / 'index.html'}")
     return 1 if report.failed else 0
 
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     book = commands.add_parser("book", help="execute the whole pipeline with papermill and build the book")
     book.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
     book.add_argument("--root", default=".", help="the repository root (default: the current folder)")
+    book.add_argument("--out", help="write the book, records and models under this folder instead of the "
+                                    "root (e.g. a quick smoke run that leaves the committed book alone)")
     book.add_argument("--force", action="store_true", help="execute again what is already done")
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.set_defaults(handler=_book)

@@ -25,21 +25,31 @@ import papermill
 from tqdm import tqdm
 
 from .errors import ClinflairError
+from .lm import DONE_FILE
 from .profiles import load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
 
 
+# what a book needs besides its executed chapters; copied when the book is written elsewhere
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/references.bib")
+
+
 @dataclass
 class BookPaths:
-    """Where a profile's book run reads and writes, relative to the repository root."""
+    """Where a profile's book run reads (``source``: the repository) and writes (``root``)."""
 
+    source: Path
     root: Path
     profile: str
 
     @property
     def templates(self) -> Path:
-        return self.root / "notebooks"
+        return self.source / "notebooks"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.source / "benchmarks" / "results"
 
     @property
     def book(self) -> Path:
@@ -101,17 +111,27 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
 
 
 def grid(profile: dict) -> list[tuple[str, str, int]]:
+    """Every run, seed by seed: a grid cut short still covers every dataset and embedding."""
     ner = profile["ner"]
-    return [(d, e, s) for d in ner["datasets"] for e in ner["embeddings"] for s in ner["seeds"]]
+    return [(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]]
 
 
-def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False) -> BookReport:
-    """Execute every chapter and run of a profile (see the module's docstring)."""
-    root = Path(root).resolve()
+def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False,
+                 out: Path | str | None = None) -> BookReport:
+    """Execute every chapter and run of a profile (see the module's docstring).
+
+    ``root`` is the repository (templates, book sources); the book, records and work files are written
+    there too unless ``out`` names another folder (a smoke run that leaves the committed book alone).
+    """
+    source = Path(root).resolve()
     profile = load_profile(profile_name)
-    paths = BookPaths(root, profile["name"])
+    paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
+    if paths.root != paths.source:
+        for name in BOOK_SOURCES:
+            (paths.root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(paths.source / name, paths.root / name)
     report = BookReport()
-    cwd = paths.root  # every relative path in the parameters is relative to the repository root
+    cwd = paths.root  # every relative path in the parameters is relative to the book's root
 
     def chapter(name: str, parameters: dict) -> bool:
         target = paths.book / f"{name}.ipynb"
@@ -131,11 +151,15 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         return True
 
     def rel(path: Path) -> str:  # parameters hold paths relative to the root, not this machine's
-        return str(path.relative_to(paths.root))
+        return os.path.relpath(path, paths.root)
 
     common = {"profile": profile["name"]}
     if not chapter("pretraining", {**common, "output_dir": rel(paths.work / "pretraining")}):
         return report  # everything after needs the language models
+    # the language models stay in output/; their training records travel with the book
+    for training in sorted(paths.models.glob(f"*/{DONE_FILE}")):
+        (paths.records / "lm").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(training, paths.records / "lm" / f"{training.parent.name}.json")
     chapter("embeddings", {**common, "models_dir": rel(paths.models)})
 
     def run_parameters(dataset: str, embeddings: str, seed: int) -> dict:
@@ -180,12 +204,11 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
                          "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
                          "output_dir": rel(paths.work / "tutorial")})
-    benchmark = paths.root / "benchmarks" / "results" / f"embedding_cache_{profile['name']}.json"
     # results are cheap and must reflect every record: always executed again
     if (paths.book / "results.ipynb").exists():
         (paths.book / "results.ipynb").unlink()
-    chapter("results", {**common, "records_dir": rel(paths.records),
-                        "benchmark": rel(benchmark) if benchmark.is_file() else None})
+    chapter("results", {**common, "records_dir": rel(paths.records), "book_dir": rel(paths.book),
+                        "benchmarks_dir": rel(paths.benchmarks)})
     return report
 
 

@@ -29,11 +29,13 @@ def load_records(records_dir: Path | str) -> pd.DataFrame:
             "profile": record["profile"], "micro_f1": record["micro_f1"], "macro_f1": record["macro_f1"],
             "train_sentences": record["train_sentences"], "epochs_run": record["epochs_run"],
             "wall_seconds": record["wall_seconds"], "training_seconds": record.get("training_seconds"),
+            "cache_seconds": (record.get("embedding_cache") or {}).get("seconds"),
             "optimizer": record["hyperparameters"]["optimizer"], "device": record.get("device"),
-            "record": str(path),
+            "per_type": record["per_type"], "record": str(path),
         })
     columns = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences",
-               "epochs_run", "wall_seconds", "training_seconds", "optimizer", "device", "record"]
+               "epochs_run", "wall_seconds", "training_seconds", "cache_seconds", "optimizer", "device",
+               "per_type", "record"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -71,50 +73,79 @@ def paired_difference(records: pd.DataFrame, better: str, baseline: str, metric:
                       confidence: float = 0.95) -> pd.DataFrame:
     """Per dataset: mean of ``better`` minus ``baseline`` over seeds run with both, with a t interval.
 
-    Seeds pair the runs (same seed, same training sentences). With one seed there is no interval.
+    Seeds pair the runs (same seed, same training sentences). ``seed_spread_sd`` is the seed-to-seed
+    standard deviation within a configuration (the two configurations' variances pooled). The verdict
+    is "better" (or "worse") only when the interval excludes zero *and* the difference exceeds that
+    spread; with one seed there is neither, hence no verdict.
     """
     pivot = records.pivot_table(index=["dataset", "seed"], columns="embeddings", values=metric)
     rows = {}
     for dataset, group in pivot.groupby(level="dataset"):
         if better not in group or baseline not in group:
             continue
-        differences = (group[better] - group[baseline]).dropna()
-        n = len(differences)
+        paired = group[[better, baseline]].dropna()
+        n = len(paired)
         if n == 0:
             continue
+        differences = paired[better] - paired[baseline]
         mean = differences.mean()
         if n > 1:
             half = stats.t.ppf(0.5 + confidence / 2, n - 1) * differences.std(ddof=1) / math.sqrt(n)
             low, high = mean - half, mean + half
+            spread = math.sqrt((paired[better].var(ddof=1) + paired[baseline].var(ddof=1)) / 2)
         else:
-            low = high = float("nan")
-        spread = pd.concat([group[better], group[baseline]]).std(ddof=1) if n > 1 else float("nan")
-        rows[dataset] = {"difference": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high, "seeds": n,
-                         "seed_spread_sd": 100 * spread,
-                         "verdict": _verdict(low, high, n)}
+            low = high = spread = float("nan")
+        rows[dataset] = {better: 100 * paired[better].mean(), baseline: 100 * paired[baseline].mean(),
+                         "difference": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high, "seeds": n,
+                         "seed_spread_sd": 100 * spread, "verdict": _verdict(mean, low, high, spread, n)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _verdict(low: float, high: float, n: int) -> str:
+def _verdict(mean: float, low: float, high: float, spread: float, n: int) -> str:
     if n < 2:
-        return "one seed: no interval"
-    if low > 0:
+        return "one seed: no verdict"
+    if low > 0 and mean > spread:
         return "better"
-    if high < 0:
+    if high < 0 and -mean > spread:
         return "worse"
     return "no clear difference"
 
 
-def per_type_table(records_dir: Path | str, dataset: str) -> pd.DataFrame:
-    """Mean F1 per entity type (rows) and embeddings (columns) for one dataset."""
-    rows = []
-    for path in Path(records_dir).rglob("*.json"):
-        record = json.loads(path.read_text())
-        if record.get("dataset") != dataset:
-            continue
-        for entity_type, scores in record["per_type"].items():
-            rows.append({"type": entity_type, "embeddings": record["embeddings"], "f1": scores["f1"],
-                         "support": scores["support"]})
+def answer(records: pd.DataFrame, candidate: str = "clinical",
+           baselines: tuple[str, ...] = ("general", "control")) -> str:
+    """The paper's question answered from the records, per dataset, as Markdown."""
+    comparisons = {b: paired_difference(records, candidate, b) for b in baselines
+                   if {candidate, b} <= set(records["embeddings"])}
+    if not comparisons:
+        return f"No dataset has runs of both `{candidate}` and {', '.join(f'`{b}`' for b in baselines)} yet."
+    lines = []
+    for dataset in sorted(set().union(*(c.index for c in comparisons.values()))):
+        parts = []
+        for baseline, table in comparisons.items():
+            if dataset not in table.index:
+                continue
+            row = table.loc[dataset]
+            interval = (f", 95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], seed spread "
+                        f"{row['seed_spread_sd']:.2f}" if row["seeds"] > 1 else "")
+            parts.append(f"vs `{baseline}` {row[baseline]:.2f}: {row['difference']:+.2f}{interval} "
+                         f"→ **{row['verdict']}**")
+        first = next(t for t in comparisons.values() if dataset in t.index)
+        lines.append(f"- **{dataset}** (`{candidate}` {first.loc[dataset, candidate]:.2f}, "
+                     f"{int(first.loc[dataset, 'seeds'])} seeds): " + "; ".join(parts))
+    totals = []
+    for baseline, table in comparisons.items():
+        wins = int((table["verdict"] == "better").sum())
+        losses = int((table["verdict"] == "worse").sum())
+        totals.append(f"beats `{baseline}` beyond the seed spread on {wins} of {len(table)} datasets"
+                      + (f" and is worse on {losses}" if losses else ""))
+    return "\n".join([f"`{candidate}` " + "; it ".join(totals) + " (micro F1 points).", ""] + lines)
+
+
+def per_type_table(records: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Mean F1 per entity type (rows) and embeddings (columns) for one dataset, in points."""
+    rows = [{"type": entity_type, "embeddings": run.embeddings, "f1": scores["f1"], "support": scores["support"]}
+            for run in records[records["dataset"] == dataset].itertuples()
+            for entity_type, scores in run.per_type.items()]
     frame = pd.DataFrame(rows)
     table = frame.pivot_table(index="type", columns="embeddings", values="f1", aggfunc="mean") * 100
     table = table[_ordered(table.columns)]
@@ -140,6 +171,98 @@ def reference_scores() -> pd.DataFrame:
     """Published scores of other systems (not run here), with their sources."""
     with resources.files(__package__).joinpath("reference_scores.csv").open(encoding="utf-8") as handle:
         return pd.read_csv(handle)
+
+
+# What the paper reports of its setting (Rojas, Dunstan & Villena 2022, section 3), for the scale table.
+PAPER_SETTING = {
+    "general language models": "flair's es-forward/es-backward, trained on Spanish Wikipedia",
+    "clinical training text": "about 50 million words of Chilean clinical referrals",
+    "clinical fine-tuning": "sequence 100, batch 100, learning rate 20, patience 10; over a week on a GPU",
+    "NER tagger": "BiLSTM-CRF, 1 layer, hidden 256",
+    "NER training": "SGD, learning rate 0.1, batch 32, up to 150 epochs, seed 123",
+    "NER training sentences": "every train+dev sentence",
+    "NER test sentences": "the full test split",
+}
+
+
+def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -> pd.DataFrame:
+    """The paper's setting next to this profile's, from the profile and what the records say ran."""
+    pre, ner = profile["pretraining"], profile["ner"]["settings"]
+    lm_records = {p.stem: json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))}
+    clinical = lm_records.get("clinical-forward", {})
+    general = pre["general"]
+    ours = {
+        "general language models": (", ".join(pre["base_models"].values()) if pre.get("base_models") else
+                                    f"trained here from scratch on general Spanish text, {general['nlayers']} layer, "
+                                    f"hidden {general['hidden_size']}, {general['max_epochs']} epochs"),
+        "clinical training text": (f"{clinical['train_characters']:,} characters ({pre['corpora']['clinical_domain']}: "
+                                   "CWLC referrals, train+dev, test sentences removed)" if clinical else "–"),
+        "clinical fine-tuning": (f"sequence {pre['finetune']['sequence_length']}, batch {pre['finetune']['mini_batch_size']}, "
+                                 f"learning rate {pre['finetune']['learning_rate']}, {pre['finetune']['max_epochs']} epochs"
+                                 + (f"; {clinical['seconds'] / 60:.0f} minutes on {records['device'].iloc[0] if len(records) else 'this machine'}"
+                                    if clinical.get("seconds") else "")),
+        "NER tagger": f"BiLSTM-CRF, {ner['rnn_layers']} layer, hidden {ner['hidden_size']}",
+        "NER training": (f"{ner['optimizer']}, learning rate {ner['learning_rate']}, batch {ner['mini_batch_size']}, "
+                         f"{ner['max_epochs']} epochs, seeds {', '.join(map(str, profile['ner']['seeds']))}"),
+        "NER training sentences": (f"a fixed sample of {ner['max_train_sentences']:,} train+dev sentences"
+                                   if ner.get("max_train_sentences") else "every train+dev sentence"),
+        "NER test sentences": "the full test split",
+    }
+    return pd.DataFrame({"paper": PAPER_SETTING, f"this book ({profile['name']})": ours})
+
+
+def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
+    """Wall time of every stage a book run went through, in minutes, from what the book keeps.
+
+    The chapters' own papermill durations (the pre-training chapter includes the language models'
+    training), each language model's training (``records_dir/lm/*.json``, copied from its
+    ``training.json``) and the NER runs' records. The results chapter is the one reading this.
+    """
+    import nbformat
+
+    book_dir, records_dir = Path(book_dir), Path(records_dir)
+    rows = []
+    for chapter in ("pretraining", "embeddings", "tutorial"):
+        path = book_dir / f"{chapter}.ipynb"
+        if path.is_file():
+            metadata = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+            if metadata.get("duration") is not None:
+                rows.append({"stage": f"{chapter} chapter", "what": "executed notebook, whole",
+                             "minutes": metadata["duration"] / 60})
+    for path in sorted((records_dir / "lm").glob("*.json")):
+        lm = json.loads(path.read_text())
+        if lm.get("seconds") is not None:
+            rows.append({"stage": f"language model {path.stem}",
+                         "what": f"{lm['config']['max_epochs']} epochs, {lm['updates']:,} updates, "
+                                 f"{lm['train_characters']:,} training characters",
+                         "minutes": lm["seconds"] / 60})
+    records = load_records(records_dir)
+    if not records.empty:
+        rows.append({"stage": "NER runs", "what": f"{len(records)} runs, each a notebook (including caching)",
+                     "minutes": records["wall_seconds"].sum() / 60})
+        cache = records["cache_seconds"].dropna()
+        rows.append({"stage": "NER runs: embedding cache", "what": "computing language-model vectors (misses)",
+                     "minutes": cache.sum() / 60})
+    return pd.DataFrame(rows, columns=["stage", "what", "minutes"]).round({"minutes": 1})
+
+
+def cache_benchmark_table(benchmark: dict) -> pd.DataFrame:
+    """One ``benchmarks/embedding_cache.py`` measurement as a small table."""
+    settings = benchmark["settings"]
+    return pd.DataFrame({"value": {
+        "runs": f"{benchmark['dataset']}, {benchmark['embeddings']}, seeds {benchmark['seeds']}, "
+                f"{settings['max_epochs']} epochs, {settings['max_train_sentences']} training sentences",
+        "seconds with the cache": benchmark["seconds_with_cache"],
+        "seconds without (flair's default)": benchmark["seconds_without_cache"],
+        "speed-up": f"{benchmark['speedup']:.2f}x",
+        "identical F1 for every seed": benchmark["identical_f1"],
+    }})
+
+
+def paper_cost_table(cost: dict) -> pd.DataFrame:
+    """One ``benchmarks/paper_cost.py`` measurement: each stage's measured rate and projected hours."""
+    return pd.DataFrame(cost["stages"]).set_index("stage").round(
+        {"measured_rate": 1, "projected_hours": 1})
 
 
 def timing_table(records: pd.DataFrame) -> pd.DataFrame:

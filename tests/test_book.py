@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -49,9 +50,31 @@ def test_book_notebooks_are_unedited_papermill_outputs(chapter: str) -> None:
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
     executed = ROOT / "book" / "pretraining.ipynb"
     ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]
-    assert ran_with["profile"] == "quick" and is_complete(executed, ran_with)
-    assert not is_complete(executed, {**ran_with, "profile": "cpu"})
+    assert is_complete(executed, ran_with)
+    other = "quick" if ran_with["profile"] != "quick" else "cpu"
+    assert not is_complete(executed, {**ran_with, "profile": other})
     assert not is_complete(ROOT / "book" / "missing.ipynb")
+
+
+def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
+    """The main job at quick scale, written under --out: every chapter, run and page, then a resume
+    that executes only the results; the repository's own book is left alone."""
+    committed = {p: p.read_bytes() for p in (ROOT / "book").glob("*.ipynb")}
+    command = [sys.executable, "-m", "clinflair_utils", "book", "--profile", "quick", "--root", str(ROOT),
+               "--out", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for chapter in CHAPTERS:
+        assert is_complete(tmp_path / "book" / f"{chapter}.ipynb"), chapter
+    records = tmp_path / "book" / "records" / "quick"
+    assert len(list(records.glob("*.json"))) == 3 and len(list((records / "lm").glob("*.json"))) == 6
+    results_page = (tmp_path / "_build" / "html" / "book" / "results.html").read_text()
+    assert "one seed: no verdict" in results_page  # the answer, written from the quick records
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "executed 1, skipped (already done) 6, failed 0" in again.stdout  # 3 chapters + 3 runs
+    assert committed == {p: p.read_bytes() for p in (ROOT / "book").glob("*.ipynb")}
 
 
 def test_drift_is_detected(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Results: the statistics behind the verdicts, and the committed replication's records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clinflair_utils import results
+from clinflair_utils.book import grid, run_name
+from clinflair_utils.profiles import load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def frame(scores: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """Records as load_records returns them, from F1 scores per (dataset, embeddings), seeds 1..n."""
+    rows = [{"dataset": d, "embeddings": e, "seed": seed, "micro_f1": f1}
+            for (d, e), values in scores.items() for seed, f1 in enumerate(values, start=1)]
+    return pd.DataFrame(rows)
+
+
+def test_paired_difference_interval_and_verdicts() -> None:
+    records = frame({
+        ("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50],   # clearly better
+        ("b", "clinical"): [0.50, 0.58, 0.46], ("b", "general"): [0.49, 0.52, 0.50],   # noisy
+        ("c", "clinical"): [0.40, 0.41, 0.40], ("c", "general"): [0.45, 0.46, 0.46],   # clearly worse
+        ("d", "clinical"): [0.50], ("d", "general"): [0.40],                            # one seed
+    })
+    table = results.paired_difference(records, "clinical", "general")
+    differences = pd.Series([0.10, 0.10, 0.11]) * 100
+    half = stats.t.ppf(0.975, 2) * differences.std(ddof=1) / 3 ** 0.5
+    assert table.loc["a", "difference"] == pytest.approx(differences.mean())
+    assert table.loc["a", "ci_low"] == pytest.approx(differences.mean() - half)
+    assert table.loc["a", "seed_spread_sd"] == pytest.approx(
+        100 * ((pd.Series([0.60, 0.62, 0.61]).var() + pd.Series([0.50, 0.52, 0.50]).var()) / 2) ** 0.5)
+    assert table["verdict"].to_dict() == {"a": "better", "b": "no clear difference", "c": "worse",
+                                          "d": "one seed: no verdict"}
+
+
+def test_a_difference_inside_the_seed_spread_is_not_a_win() -> None:
+    # every seed gains 1 point (interval excludes zero) but seeds scatter by 10 points
+    records = frame({("a", "clinical"): [0.41, 0.51, 0.61], ("a", "general"): [0.40, 0.50, 0.60]})
+    row = results.paired_difference(records, "clinical", "general").loc["a"]
+    assert row["ci_low"] > 0 and row["seed_spread_sd"] > row["difference"]
+    assert row["verdict"] == "no clear difference"
+
+
+def test_answer_states_each_dataset_and_the_count() -> None:
+    records = frame({
+        ("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50], ("a", "control"): [0.59, 0.62, 0.60],
+        ("b", "clinical"): [0.50, 0.58, 0.46], ("b", "general"): [0.49, 0.52, 0.50], ("b", "control"): [0.30, 0.31, 0.30],
+    })
+    text = results.answer(records)
+    assert text.startswith("`clinical` beats `general` beyond the seed spread on 1 of 2 datasets; "
+                           "it beats `control` beyond the seed spread on 1 of 2 datasets")
+    assert "- **a**" in text and "- **b**" in text and text.count("**better**") == 2
+    assert results.answer(frame({("a", "chars"): [0.1]})) == \
+        "No dataset has runs of both `clinical` and `general`, `control` yet."
+
+
+PUBLISHED = sorted(p.name for p in (ROOT / "book" / "records").iterdir() if p.is_dir()) \
+    if (ROOT / "book" / "records").is_dir() else []
+
+
+@pytest.mark.parametrize("profile_name", PUBLISHED)
+def test_published_records_are_the_profiles_grid_with_its_settings(profile_name: str) -> None:
+    """The book's records are exactly its profile's runs, each run with the profile's settings."""
+    profile = load_profile(profile_name)
+    records_dir = ROOT / "book" / "records" / profile_name
+    expected = {f"{run_name(*run)}.json" for run in grid(profile)}
+    found = {p.name for p in records_dir.glob("*.json")}
+    assert found == expected, f"missing {sorted(expected - found)}, unexpected {sorted(found - expected)}"
+    for name in found:
+        record = json.loads((records_dir / name).read_text())
+        assert record["profile"] == profile_name and record["hyperparameters"] == profile["ner"]["settings"], name
+    records = results.load_records(records_dir)
+    assert records["micro_f1"].between(0, 1).all()
+    table = results.per_type_table(records, records["dataset"].iloc[0])
+    assert set(table.columns) == {"test support", *profile["ner"]["embeddings"]}
