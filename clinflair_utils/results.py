@@ -173,7 +173,7 @@ def reference_scores() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
-# What the paper reports of its setting (Rojas, Dunstan & Villena 2022, section 3), for the scale table.
+# What the paper reports of its setting (Rojas, Dunstan & Villena 2022), for the scale table.
 PAPER_SETTING = {
     "general language models": "flair's es-forward/es-backward, trained on Spanish Wikipedia",
     "clinical training text": "about 50 million words of Chilean clinical referrals",
@@ -195,8 +195,10 @@ def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -
         "general language models": (", ".join(pre["base_models"].values()) if pre.get("base_models") else
                                     f"trained here from scratch on general Spanish text, {general['nlayers']} layer, "
                                     f"hidden {general['hidden_size']}, {general['max_epochs']} epochs"),
-        "clinical training text": (f"{clinical['train_characters']:,} characters ({pre['corpora']['clinical_domain']}: "
-                                   "CWLC referrals, train+dev, test sentences removed)" if clinical else "–"),
+        "clinical training text": (f"{clinical['train_characters']:,} characters of "
+                                   + ("CWLC referrals" if pre["corpora"]["clinical_domain"] == "clinical"
+                                      else "the five NER corpora's text")
+                                   + " (train+dev, every test sentence removed)" if clinical else "–"),
         "clinical fine-tuning": (f"sequence {pre['finetune']['sequence_length']}, batch {pre['finetune']['mini_batch_size']}, "
                                  f"learning rate {pre['finetune']['learning_rate']}, {pre['finetune']['max_epochs']} epochs"
                                  + (f"; {clinical['seconds'] / 60:.0f} minutes on {records['device'].iloc[0] if len(records) else 'this machine'}"
