@@ -27,7 +27,12 @@ import pandas as pd
 from .conll import parse_conll
 from .data import NER_DATASETS, detokenize, load_text, ner_files
 
-DOMAINS = ("general", "clinical", "clinical-all")
+# Each pre-training domain and the text it is, as the book describes it.
+DOMAINS = {
+    "general": "general-domain Spanish text (CoNLL-2002 newswire, UD Spanish-GSD)",
+    "clinical": "CWLC referrals",
+    "clinical-all": "the five NER corpora's text",
+}
 
 
 def normalise(sentence: str) -> str:

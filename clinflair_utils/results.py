@@ -187,6 +187,8 @@ PAPER_SETTING = {
 
 def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -> pd.DataFrame:
     """The paper's setting next to this profile's, from the profile and what the records say ran."""
+    from .corpus import DOMAINS  # imports flair: only this table needs it
+
     pre, ner = profile["pretraining"], profile["ner"]["settings"]
     lm_records = {p.stem: json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))}
     clinical = lm_records.get("clinical-forward", {})
@@ -196,9 +198,8 @@ def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -
                                     f"trained here from scratch on general Spanish text, {general['nlayers']} layer, "
                                     f"hidden {general['hidden_size']}, {general['max_epochs']} epochs"),
         "clinical training text": (f"{clinical['train_characters']:,} characters of "
-                                   + ("CWLC referrals" if pre["corpora"]["clinical_domain"] == "clinical"
-                                      else "the five NER corpora's text")
-                                   + " (train+dev, every test sentence removed)" if clinical else "–"),
+                                   f"{DOMAINS[pre['corpora']['clinical_domain']]} (train+dev, every test sentence removed)"
+                                   if clinical else "–"),
         "clinical fine-tuning": (f"sequence {pre['finetune']['sequence_length']}, batch {pre['finetune']['mini_batch_size']}, "
                                  f"learning rate {pre['finetune']['learning_rate']}, {pre['finetune']['max_epochs']} epochs"
                                  + (f"; {clinical['seconds'] / 60:.0f} minutes on {records['device'].iloc[0] if len(records) else 'this machine'}"
@@ -259,6 +260,12 @@ def cache_benchmark_table(benchmark: dict) -> pd.DataFrame:
         "speed-up": f"{benchmark['speedup']:.2f}x",
         "identical F1 for every seed": benchmark["identical_f1"],
     }})
+
+
+def paper_cost_heading(cost: dict) -> str:
+    """Markdown naming the machine and models of one ``benchmarks/paper_cost.py`` measurement."""
+    machine = cost["gpu"] or f"CPU, {cost['cpu_threads']} threads"
+    return f"**{machine}** (torch {cost['versions']['torch']}): {cost['language_models']}"
 
 
 def paper_cost_table(cost: dict) -> pd.DataFrame:
