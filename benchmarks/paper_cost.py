@@ -36,14 +36,19 @@ from flair.embeddings import FlairEmbeddings, StackedEmbeddings
 from flair.models import LanguageModel, SequenceTagger
 from flair.trainers import ModelTrainer
 
-from clinflair_utils.corpus import domain_sentences
 from clinflair_utils.data import load_corpus
 from clinflair_utils.embeddings import embed_with_cache
 from clinflair_utils.lm import quiet_flair_console
 from clinflair_utils.ner import NerSettings, training_sentences
 from clinflair_utils.profiles import load_profile
+from clinflair_utils.text import ner_documents
 
 PAPER_WORDS = 50_000_000  # "about 50 million words" of clinical referrals (the paper, section 3)
+
+
+def referral_sentences() -> list[str]:
+    """The CWLC train/dev referrals: the paper's genre, for its characters per word."""
+    return [line for document in ner_documents("cwlc") for line in document.lines]
 
 
 def language_models(args) -> tuple[list[LanguageModel], str]:
@@ -54,7 +59,7 @@ def language_models(args) -> tuple[list[LanguageModel], str]:
             return pair, "es-clinical-forward/backward (published weights)"
         except Exception as error:  # offline: flair's hub is unreachable
             print(f"es-clinical could not be loaded ({type(error).__name__}); using random weights")
-    text = "".join(domain_sentences("clinical")[:2000])
+    text = "".join(referral_sentences()[:2000])
     dictionary = Dictionary(add_unk=True)
     for character in sorted(set(text)):
         dictionary.add_item(character)
@@ -114,7 +119,7 @@ def main() -> None:
     print(f"device {device}; {model_note}", flush=True)
 
     # 1. fine-tuning
-    clinical = domain_sentences("clinical")
+    clinical = referral_sentences()
     per_word = sum(len(s) + 1 for s in clinical) / sum(len(s.split()) for s in clinical)
     finetune = finetuning_rate(pair[0], args.steps)
     finetune_work = PAPER_WORDS * per_word

@@ -49,6 +49,20 @@ def _tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpora(args: argparse.Namespace) -> int:
+    from .corpus import build_corpora, corpora_table, residual_table, sources_table
+    from .profiles import load_profile
+
+    settings = load_profile(args.profile)["pretraining"]["corpora"]
+    build = build_corpora(args.out, **settings)
+    print(sources_table(build).to_string(), end="\n\n")
+    print(corpora_table(build).to_string(), end="\n\n")
+    print("share (%) of each test split's 13-token windows found in each corpus (must be 0):")
+    print(residual_table(build).to_string())
+    print(f"\nwritten to {args.out} in {build.seconds:.0f} s (summary.json holds these tables)")
+    return 0
+
+
 def _book(args: argparse.Namespace) -> int:
     from .book import build_html, run_pipeline
 
@@ -82,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     tag.add_argument("model", help="a trained tagger (final-model.pt in a run's output_dir)")
     tag.add_argument("text", nargs="+", help="Spanish text; tokenized the way the corpora are")
     tag.set_defaults(handler=_tag)
+
+    corpora = commands.add_parser("corpora", help="build a profile's decontaminated pre-training corpora")
+    corpora.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
+    corpora.add_argument("--out", required=True, help="folder for the TextCorpus folders and summary.json")
+    corpora.set_defaults(handler=_corpora)
 
     book = commands.add_parser("book", help="execute the whole pipeline with papermill and build the book")
     book.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")

@@ -12,7 +12,10 @@ import csv
 import hashlib
 import os
 import re
+import sys
 from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +24,7 @@ import pandas as pd
 import pooch
 from flair.data import Corpus, Sentence
 from flair.datasets import FlairDatapointDataset
+from tqdm import tqdm
 
 from .conll import NER, ReaderRules, RepairReport, read_conll
 from .errors import DataError
@@ -57,6 +61,10 @@ class Dataset:
     # Declared reader rules (see clinflair_utils.conll.ReaderRules).
     nested: bool = False
     document_marker: str | None = None
+    # Text datasets: the pre-training domain they belong to and the format of their files (a reader
+    # in clinflair_utils.text).
+    domain: str | None = None
+    text_format: str | None = None
     files: tuple[DataFile, ...] = field(default=(), repr=False)
 
     def file(self, split: str) -> DataFile:
@@ -104,15 +112,58 @@ _METADATA: dict[str, dict] = {
         ),
         nested=True,
     ),
+    # Pre-training text. Clinical sources first: when two documents are near-duplicates, the one
+    # read first is kept.
+    "cantemist-text": dict(
+        kind="text", domain="clinical", text_format="scielo-documents",
+        licence="CC BY 4.0",
+        description="CANTEMIST documents: the background set of SciELO clinical cases and the "
+                    "train/dev NER documents, plain text",
+    ),
+    "meddoprof": dict(
+        kind="text", domain="clinical", text_format="meddoprof",
+        licence="CC BY 4.0",
+        description="MEDDOPROF occupational clinical cases: test documents and tokenised sentence files",
+    ),
+    "cardioccc": dict(
+        kind="text", domain="clinical", text_format="pipe-csv",
+        licence="CC BY 4.0",
+        description="CardioCCC cardiology clinical cases (MultiCardioNER dev and test), text|tags CSV",
+    ),
+    "ehealthkd-2020": dict(
+        kind="text", domain="clinical", text_format="sentence-lines",
+        licence="MIT",
+        description="eHealth-KD 2020: health-consumer sentences (MedlinePlus in Spanish, Wikinews)",
+    ),
+    "iula-plus": dict(
+        kind="text", domain="clinical", text_format="sentence-lines",
+        licence="CC BY-SA 3.0 ES",
+        description="IULA+: anonymised clinical record sentences",
+    ),
+    "conssa": dict(
+        kind="text", domain="general", text_format="wrapped-documents",
+        licence="texts public domain; markup CC BY 4.0",
+        description="CoNSSA: Spanish novels 1880-1939, plain text",
+    ),
+    "cess-esp": dict(
+        kind="text", domain="general", text_format="cess-trees",
+        licence="research use",
+        description="CESS-ESP treebank (EFE newswire, 2000): bracketed trees, the words are the leaves",
+    ),
     "conll2002": dict(
-        kind="text",
+        kind="text", domain="general", text_format="token-columns",
         licence="research use (CoNLL-2002 shared task)",
         description="CoNLL-2002 Spanish: EFE newswire, 2000 (token, POS, NER per line)",
     ),
     "ud-gsd": dict(
-        kind="text",
+        kind="text", domain="general", text_format="conllu",
         licence="CC BY-SA 4.0",
         description="UD Spanish-GSD dev and test treebanks: web and Wikipedia text",
+    ),
+    "ud-pud": dict(
+        kind="text", domain="general", text_format="conllu",
+        licence="CC BY-SA 3.0",
+        description="UD Spanish-PUD: news and Wikipedia sentences",
     ),
 }
 
@@ -215,10 +266,34 @@ def fetch_file(data_file: DataFile, mirror: Path | None = None, cache: Path | No
     return Path(fetched)
 
 
+def fetch_files(files: Sequence[DataFile], description: str = "files", workers: int = 8) -> list[Path]:
+    """Verified local paths of ``files``, in their order.
+
+    Each file is verified on its own (:func:`fetch_file`). Downloads run ``workers`` at a time under
+    a progress bar; a file already in the cache with the right sha256 is not downloaded again, so a
+    fetch that was interrupted resumes where it stopped. From a local mirror there is nothing to wait
+    for and no bar.
+    """
+    if mirror_dir() is not None or len(files) < 2:
+        return [fetch_file(data_file) for data_file in files]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fetch_file, data_file) for data_file in files]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"fetching {description}", unit="file",
+                      file=sys.stderr, disable=len(files) < 10):
+            pass
+        return [future.result() for future in futures]  # the first failure, if any, is raised here
+
+
 def dataset_files(name: str) -> dict[str, Path]:
-    """Verified local paths of every file of a registered dataset, keyed by split/file stem."""
+    """Verified local paths of every file of a registered dataset, keyed by split/file stem.
+
+    Keys of text datasets with many files are their paths below the dataset's folder.
+    """
     dataset = get_dataset(name)
-    return {data_file.split: fetch_file(data_file) for data_file in dataset.files}
+    paths = fetch_files(dataset.files, description=name)
+    if dataset.kind == "ner":
+        return {data_file.split: path for data_file, path in zip(dataset.files, paths)}
+    return {data_file.path.split(f"/{name}/", 1)[-1]: path for data_file, path in zip(dataset.files, paths)}
 
 
 # --- Loading -------------------------------------------------------------------------------------
@@ -237,7 +312,7 @@ def ner_files(name_or_path: str | Path) -> tuple[str, dict[str, Path], ReaderRul
     if str(name_or_path) in REGISTRY:
         name = str(name_or_path)
         if get_dataset(name).kind != "ner":
-            raise DataError(f"{name!r} is a text dataset, not a NER corpus; use load_text({name!r})")
+            raise DataError(f"{name!r} is a text dataset, not a NER corpus; use clinflair_utils.text.load_documents({name!r})")
         return name, dataset_files(name), reader_rules(name)
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():
@@ -285,31 +360,6 @@ def detokenize(tokens: list[str]) -> str:
     """Plain text from tokens: spaces between them, none before closing or after opening punctuation."""
     text = " ".join(tokens)
     return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))
-
-
-def load_text(name: str) -> dict[str, list[str]]:
-    """Plain sentences of a registered text dataset, keyed by file (e.g. ``esp.train``)."""
-    dataset = get_dataset(name)
-    if dataset.kind != "text":
-        raise DataError(f"{name!r} is a NER corpus; use load_corpus({name!r})")
-    texts: dict[str, list[str]] = {}
-    for data_file in dataset.files:
-        path = fetch_file(data_file)
-        lines = path.read_text(encoding="utf-8").split("\n")
-        key = Path(data_file.path).name
-        if name == "ud-gsd":  # the raw sentence is on each "# text = " comment
-            texts[key] = [line[len("# text = "):].strip() for line in lines if line.startswith("# text = ")]
-        else:  # token-per-line columns: the first column is the token
-            sentences, tokens = [], []
-            for line in lines + [""]:
-                columns = line.split()
-                if columns:
-                    tokens.append(columns[0])
-                elif tokens:
-                    sentences.append(detokenize(tokens))
-                    tokens = []
-            texts[key] = sentences
-    return texts
 
 
 def corpus_stats(corpus: Corpus) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbedd
 from .errors import ClinflairError
 from .lm import MODEL_FILE, model_dir
 
-LOCAL_SPECS = ("general", "clinical", "control")
+LOCAL_SPECS = ("general", "clinical", "control", "referrals")
 PUBLISHED_SPECS = {"es-clinical": ("es-clinical-forward", "es-clinical-backward"),
                    "es": ("es-forward", "es-backward")}
 SPECS = ("chars", *LOCAL_SPECS, *PUBLISHED_SPECS)
@@ -89,6 +89,15 @@ def model_fingerprint(embedding: FlairEmbeddings) -> str:
     return digest.hexdigest()
 
 
+CACHE_KEY_CHARS = 20  # of a fingerprint, in cache file names and language-model records
+
+
+def embedding_key(model_path: Path | str) -> str:
+    """The key under which the vectors of the language model at ``model_path`` are cached: runs whose
+    cache files carry it used exactly this model."""
+    return model_fingerprint(FlairEmbeddings(str(model_path)))[:CACHE_KEY_CHARS]
+
+
 def sentences_fingerprint(sentences: list[Sentence]) -> str:
     digest = hashlib.sha256()
     for sentence in sentences:
@@ -125,7 +134,7 @@ def embed_with_cache(sentences: list[Sentence], embeddings: StackedEmbeddings, c
     data_key = sentences_fingerprint(sentences)
     files = []
     for embedding in cacheable(embeddings):
-        path = cache_dir / f"{model_fingerprint(embedding)[:20]}-{data_key[:20]}.pt"
+        path = cache_dir / f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-{data_key[:CACHE_KEY_CHARS]}.pt"
         files.append(str(path))
         if path.is_file():
             vectors = torch.load(path, map_location="cpu", mmap=True)

@@ -1,9 +1,10 @@
 """Character language models: flair's ``LanguageModel`` trained by flair's ``LanguageModelTrainer``.
 
-Three models per direction, all over one character dictionary so that a model can be fine-tuned on
-another corpus: ``general`` (from scratch on general text), ``clinical`` (``general`` fine-tuned on
-clinical text: the paper's recipe) and ``control`` (``general`` trained on for as many updates on
-general text: separates the domain from the extra training).
+Up to four models per direction, all over one character dictionary so that a model can be fine-tuned
+on another corpus: ``general`` (from scratch on general text), ``clinical`` (``general`` fine-tuned on
+clinical text: the paper's recipe), ``control`` (``general`` trained on for as many updates on
+general text: separates the domain from the extra training) and ``referrals`` (``general``
+fine-tuned on the CWLC referrals alone: the effect of the clinical text's size).
 
 Training is resumable: flair writes ``checkpoint.pt`` after every training split, and
 :func:`train_language_model` restarts from it when it finds one. (flair's trainer then runs the
@@ -279,7 +280,8 @@ def sample_text(model: LanguageModel | Path | str, prefix: str = "\n", character
     return text.strip()
 
 
-MODEL_NAMES = ("general", "clinical", "control")
+MODEL_NAMES = ("general", "clinical", "control", "referrals")
+FINETUNED = ("clinical", "control", "referrals")  # each continues ``general`` on its own corpus
 
 
 def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:
@@ -312,12 +314,13 @@ def train_model_family(
     base_models: dict[str, str] | None = None,
     seed: int = 1,
 ) -> dict[str, dict]:
-    """``general``, ``clinical`` and ``control`` in both directions; records keyed ``name-direction``.
+    """``general`` and each fine-tuned model of :data:`FINETUNED` whose corpus exists, in both
+    directions; records keyed ``name-direction``.
 
     ``general`` is trained from scratch on ``corpora_dir/general`` with ``general`` and the shared
     ``dictionary``, or is the published flair model named in ``base_models`` for its direction.
-    ``clinical`` and ``control`` continue it with ``finetune`` on ``corpora_dir/clinical`` and
-    ``corpora_dir/control`` (as many training characters, hence as many updates).
+    ``clinical``, ``control`` and ``referrals`` continue it with ``finetune`` on their corpora
+    (``control`` has as many training characters as ``clinical``, hence as many updates).
     """
     corpora_dir = Path(corpora_dir)
     records = {}
@@ -329,17 +332,23 @@ def train_model_family(
         else:
             records[f"general-{direction}"] = train_language_model(
                 corpora_dir / "general", general_dir, general, forward, dictionary, seed=seed)
-        for name in ("clinical", "control"):
+        for name in (n for n in FINETUNED if (corpora_dir / n).is_dir()):
             records[f"{name}-{direction}"] = train_language_model(
                 corpora_dir / name, model_dir(models_dir, name, direction), finetune, forward,
                 init_from=general_dir / MODEL_FILE, seed=seed)
     return records
 
 
+def trained_models(models_dir: Path | str) -> list[str]:
+    """The names of :data:`MODEL_NAMES` that ``models_dir`` holds in both directions."""
+    return [name for name in MODEL_NAMES
+            if all((model_dir(models_dir, name, d) / MODEL_FILE).is_file() for d in DIRECTIONS)]
+
+
 def bpc_table(models_dir: Path | str, held_out: dict[str, Path]) -> pd.DataFrame:
     """Bits per character of every model (rows) on each held-out text (columns)."""
     rows = {}
-    for name in MODEL_NAMES:
+    for name in trained_models(models_dir):
         for direction in DIRECTIONS:
             path = model_dir(models_dir, name, direction) / MODEL_FILE
             model = LanguageModel.load_language_model(path)
@@ -355,7 +364,7 @@ def plot_training_curves(models_dir: Path | str):
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for axis, direction in zip(axes, DIRECTIONS):
-        for name in MODEL_NAMES:
+        for name in trained_models(models_dir):
             curve = training_curve(model_dir(models_dir, name, direction))
             if not curve.empty:  # published models have no curve
                 axis.plot(range(1, len(curve) + 1), curve["valid_bpc"], marker=".", label=name)

@@ -25,8 +25,8 @@ def pretrained(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("pretraining")
     settings = load_profile("quick")["pretraining"]
-    corpus.build_corpora(out / "corpora", **settings["corpora"])
-    characters = corpus.corpus_characters([out / "corpora" / name for name in ("general", "clinical", "control")])
+    build = corpus.build_corpora(out / "corpora", **settings["corpora"])
+    characters = corpus.corpus_characters([summary.path for summary in build.corpora])
     dictionary = lm.build_dictionary(characters, out / "models" / "dictionary.pkl")
     lm.train_model_family(out / "corpora", out / "models", lm.LMConfig(**settings["general"]),
                           lm.LMConfig(**settings["finetune"]), dictionary)

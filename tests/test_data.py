@@ -14,7 +14,8 @@ import pytest
 
 from clinflair_utils import data
 from clinflair_utils.conll import NER_NESTED
-from clinflair_utils.data import corpus_stats, fetch_file, load_corpus, load_text
+from clinflair_utils.data import corpus_stats, fetch_file, load_corpus
+from clinflair_utils.text import load_documents
 from clinflair_utils.errors import DataError
 
 # Counted independently of the reader (awk over the raw files: a span starts at B-x, or at an I-x
@@ -64,7 +65,8 @@ def test_registry_matches_the_mirror_sources() -> None:
     for path, row in rows.items():
         assert registered[path].sha256 == row["sha256"] and registered[path].url == row["url"]
     assert set(data.NER_DATASETS) == {"cantemist", "pharmaconer", "nubes", "ct-ebm-sp", "cwlc"}
-    assert set(data.TEXT_DATASETS) == {"conll2002", "ud-gsd"}
+    assert set(data.TEXT_DATASETS) == {"conll2002", "ud-gsd", "cantemist-text", "meddoprof", "cardioccc",
+                                       "ehealthkd-2020", "iula-plus", "conssa", "cess-esp", "ud-pud"}
     assert all(d.licence for d in data.REGISTRY.values())
 
 
@@ -118,10 +120,10 @@ def test_cwlc_flat_rule_on_known_lines(corpora: dict) -> None:
 
 
 def test_text_datasets_load_as_plain_sentences() -> None:
-    conll = load_text("conll2002")
+    conll = {d.name: d.lines for d in load_documents("conll2002")}
     assert {k: len(v) for k, v in conll.items()} == {"esp.train": 8323, "esp.testa": 1915, "esp.testb": 1517}
     assert conll["esp.train"][0].startswith("Melbourne (Australia), 25 may (EFE).")
-    gsd = load_text("ud-gsd")
+    gsd = {d.name: d.lines for d in load_documents("ud-gsd")}
     assert {k: len(v) for k, v in gsd.items()} == {"es_gsd-ud-dev.conllu": 1400, "es_gsd-ud-test.conllu": 427}
     assert gsd["es_gsd-ud-dev.conllu"][0].startswith("Lo hizo siguiendo las nuevas corrientes")
 
