@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "clinical"]
+EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 
 
 def load_records(records_dir: Path | str) -> pd.DataFrame:
@@ -32,11 +32,30 @@ def load_records(records_dir: Path | str) -> pd.DataFrame:
             "cache_seconds": (record.get("embedding_cache") or {}).get("seconds"),
             "optimizer": record["hyperparameters"]["optimizer"], "device": record.get("device"),
             "per_type": record["per_type"], "record": str(path),
+            # the language models a run used, as the keys its embedding-cache files are named by
+            "model_keys": [Path(f).name.split("-")[0] for f in (record.get("embedding_cache") or {}).get("files", [])],
         })
     columns = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences",
                "epochs_run", "wall_seconds", "training_seconds", "cache_seconds", "optimizer", "device",
-               "per_type", "record"]
+               "per_type", "record", "model_keys"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def provenance(records: pd.DataFrame, records_dir: Path | str) -> str:
+    """Whether the runs with language models used the models the pre-training records describe."""
+    lm_records = [json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))]
+    known = {lm["embedding_key"] for lm in lm_records if lm.get("embedding_key")}
+    with_models = records[records["model_keys"].map(len) > 0]
+    if with_models.empty or not known:
+        return ""
+    other = with_models[~with_models["model_keys"].map(lambda keys: set(keys) <= known)]
+    if other.empty:
+        return (f"All {len(with_models)} runs with language models used the models whose training the "
+                "pre-training chapter shows.")
+    return (f"**{len(other)} of {len(with_models)} runs with language models used other models than "
+            "the pre-training chapter shows** (an earlier build of it, trained on other corpora, whose "
+            "records are not kept): the language-model rows of the setting table below do not describe "
+            "them. They are to be run again with the current models.")
 
 
 def _ordered(columns) -> list[str]:
@@ -187,18 +206,21 @@ PAPER_SETTING = {
 
 def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -> pd.DataFrame:
     """The paper's setting next to this profile's, from the profile and what the records say ran."""
-    from .corpus import DOMAINS  # imports flair: only this table needs it
-
     pre, ner = profile["pretraining"], profile["ner"]["settings"]
     lm_records = {p.stem: json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))}
     clinical = lm_records.get("clinical-forward", {})
+    # what the clinical corpus was built from, as its build recorded it (older runs recorded nothing)
+    corpora_record = Path(records_dir) / "corpora" / "summary.json"
+    clinical_sources = (json.loads(corpora_record.read_text())["settings"]["sources"]["clinical"]
+                        if corpora_record.is_file() else None)
     general = pre["general"]
     ours = {
         "general language models": (", ".join(pre["base_models"].values()) if pre.get("base_models") else
                                     f"trained here from scratch on general Spanish text, {general['nlayers']} layer, "
                                     f"hidden {general['hidden_size']}, {general['max_epochs']} epochs"),
-        "clinical training text": (f"{clinical['train_characters']:,} characters of "
-                                   f"{DOMAINS[pre['corpora']['clinical_domain']]} (train+dev, every test sentence removed)"
+        "clinical training text": ((f"{clinical['train_characters']:,} characters of clinical text"
+                                    + (f" ({', '.join(clinical_sources)}; decontaminated by document)"
+                                       if clinical_sources else ""))
                                    if clinical else "–"),
         "clinical fine-tuning": (f"sequence {pre['finetune']['sequence_length']}, batch {pre['finetune']['mini_batch_size']}, "
                                  f"learning rate {pre['finetune']['learning_rate']}, {pre['finetune']['max_epochs']} epochs"

@@ -81,3 +81,27 @@ def test_published_records_are_the_profiles_grid_with_its_settings(profile_name:
     assert records["micro_f1"].between(0, 1).all()
     table = results.per_type_table(records, records["dataset"].iloc[0])
     assert set(table.columns) == {"test support", *profile["ner"]["embeddings"]}
+
+
+def _run_record(path: Path, embeddings: str, model_keys: list[str]) -> None:
+    path.write_text(json.dumps({
+        "dataset": "a", "embeddings": embeddings, "seed": 1, "profile": "x", "micro_f1": 0.5, "macro_f1": 0.4,
+        "train_sentences": 10, "epochs_run": 1, "wall_seconds": 1.0, "hyperparameters": {"optimizer": "adam"},
+        "per_type": {}, "embedding_cache": {"files": [f"cache/{key}-{'d' * 20}.pt" for key in model_keys]}}))
+
+
+def test_provenance_tells_runs_made_with_other_language_models(tmp_path: Path) -> None:
+    (tmp_path / "lm").mkdir()
+    for name, key in (("clinical-forward", "f" * 20), ("clinical-backward", "b" * 20)):
+        (tmp_path / "lm" / f"{name}.json").write_text(json.dumps({"embedding_key": key}))
+    _run_record(tmp_path / "a__clinical__1.json", "clinical", ["f" * 20, "b" * 20])
+    _run_record(tmp_path / "a__chars__1.json", "chars", [])
+    records = results.load_records(tmp_path)
+    assert results.provenance(records, tmp_path).startswith("All 1 runs with language models used the models")
+    _run_record(tmp_path / "a__clinical__2.json", "clinical", ["0" * 20, "b" * 20])  # an earlier forward model
+    note = results.provenance(results.load_records(tmp_path), tmp_path)
+    assert note.startswith("**1 of 2 runs with language models used other models")
+    # records of language models made before the keys were recorded: nothing to tell
+    (tmp_path / "lm" / "clinical-forward.json").write_text("{}")
+    (tmp_path / "lm" / "clinical-backward.json").write_text("{}")
+    assert results.provenance(results.load_records(tmp_path), tmp_path) == ""
