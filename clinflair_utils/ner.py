@@ -24,6 +24,7 @@ import torch
 from flair.data import Corpus, Sentence
 from flair.datasets import FlairDatapointDataset
 from flair.models import SequenceTagger
+from flair.samplers import FlairSampler
 from flair.trainers import ModelTrainer
 
 from . import __version__
@@ -52,6 +53,29 @@ class NerSettings:
     train_with_dev: bool = True
     max_train_sentences: int | None = None  # None: every train (+dev) sentence
     use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
+    length_buckets: bool = False  # batches of sentences of similar length (LengthBucketSampler)
+
+
+class LengthBucketSampler(FlairSampler):
+    """Batches of sentences of similar length, in a random order, for flair's ``ModelTrainer``.
+
+    The BiLSTM and the CRF take one sequential step per token of a batch's longest sentence, so a
+    random batch pays for its longest outlier. As AllenNLP's bucket sampler does, sentences are
+    sorted by length with a little noise (so that equal lengths mix differently every epoch), cut
+    into batches of ``batch_size`` and the batches shuffled; the trainer's DataLoader then batches
+    the indices in the order given. Seeded through ``random`` like the rest of flair's training.
+    """
+
+    def __init__(self, batch_size: int, noise: float = 0.1) -> None:
+        super().__init__()
+        self.batch_size, self.noise = batch_size, noise
+
+    def __iter__(self):
+        lengths = [len(sentence) for sentence in self.data_source]
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i] * (1 + random.uniform(-self.noise, self.noise)))
+        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        random.shuffle(batches)
+        return iter([index for batch in batches for index in batch])
 
 
 def training_sentences(corpus: Corpus, settings: NerSettings) -> list[Sentence]:
@@ -151,7 +175,8 @@ def run_ner(
             optimizer=OPTIMIZERS[settings.optimizer],
             patience=settings.anneal_patience,
             embeddings_storage_mode=storage_mode,
-            shuffle=True,
+            shuffle=True,  # ignored by flair when a sampler orders the batches
+            sampler=LengthBucketSampler(settings.mini_batch_size) if settings.length_buckets else None,
             save_final_model=True,
             create_file_logs=True,
             use_final_model_for_eval=True,

@@ -187,3 +187,30 @@ def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
     missing = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "nope.pt"), "x"],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no tagger model" in missing.stderr
+
+
+def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None:
+    import random
+
+    from flair.data import Sentence
+
+    from clinflair_utils.ner import LengthBucketSampler
+
+    rng = random.Random(3)
+    lengths = [rng.randint(1, 80) for _ in range(1000)]
+    sentences = [Sentence(["x"] * n) for n in lengths]
+    sampler = LengthBucketSampler(batch_size=32)
+    sampler.set_dataset(sentences)
+
+    def batches(seed: int) -> list[list[int]]:
+        random.seed(seed)
+        order = list(sampler)
+        return [order[i:i + 32] for i in range(0, len(order), 32)]
+
+    first = batches(1)
+    assert sorted(i for batch in first for i in batch) == list(range(1000))  # every sentence once
+    steps = sum(max(lengths[i] for i in batch) for batch in first)
+    random_steps = sum(max(lengths[i] for i in range(start, start + 32)) for start in range(0, 1000, 32)
+                       if start + 32 <= 1000)
+    assert steps < 0.7 * random_steps  # the longest sentence of each batch sets its sequential steps
+    assert batches(1) == first and batches(2) != first  # seeded, and reshuffled by another seed
