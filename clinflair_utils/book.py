@@ -12,6 +12,7 @@ from its checkpoint. A failing run is reported with its notebook and error; the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,10 @@ import papermill
 from tqdm import tqdm
 
 from .errors import ClinflairError
-from .lm import DONE_FILE
+from .corpus import SUMMARY_FILE
+from .embeddings import embedding_key
+from .lm import DONE_FILE, MODEL_FILE
+from .ner import write_json_atomically
 from .profiles import load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
@@ -154,12 +158,22 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         return os.path.relpath(path, paths.root)
 
     common = {"profile": profile["name"]}
+    if profile.get("keep_models"):
+        keep_models(paths)  # a clone gets the kept models back before anything looks for them
     if not chapter("pretraining", {**common, "output_dir": rel(paths.work / "pretraining")}):
         return report  # everything after needs the language models
-    # the language models stay in output/; their training records travel with the book
+    if profile.get("keep_models"):
+        keep_models(paths)
+    # the language models stay in output/; their training records and the corpora's summary travel
+    # with the book
     for training in sorted(paths.models.glob(f"*/{DONE_FILE}")):
-        (paths.records / "lm").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(training, paths.records / "lm" / f"{training.parent.name}.json")
+        record = json.loads(training.read_text())
+        record["embedding_key"] = embedding_key(training.parent / MODEL_FILE)  # names its runs' cache files
+        write_json_atomically(paths.records / "lm" / f"{training.parent.name}.json", record)
+    corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
+    if corpora_summary.is_file():
+        (paths.records / "corpora").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
     chapter("embeddings", {**common, "models_dir": rel(paths.models)})
 
     def run_parameters(dataset: str, embeddings: str, seed: int) -> dict:
@@ -210,6 +224,26 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     chapter("results", {**common, "records_dir": rel(paths.records), "book_dir": rel(paths.book),
                         "benchmarks_dir": rel(paths.benchmarks)})
     return report
+
+
+def keep_models(paths: BookPaths) -> None:
+    """Keep the finished language models with the book (``book/models/<profile>``), and put kept ones
+    back into ``output/`` where it lacks them: a clone then runs the NER grid without training the
+    models again. For profiles whose models are small enough to commit (``keep_models: true``)."""
+    kept = paths.book / "models" / paths.profile
+    for source_dir, target_dir, only_missing in ((kept, paths.models, True), (paths.models, kept, False)):
+        for done in sorted(source_dir.glob(f"*/{DONE_FILE}")):
+            target = target_dir / done.parent.name
+            if (target / DONE_FILE).is_file() and (only_missing or (target / DONE_FILE).read_bytes() == done.read_bytes()):
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (MODEL_FILE, DONE_FILE):  # the model first: DONE_FILE marks a complete copy
+                shutil.copyfile(done.parent / name, target / f".{name}.tmp")
+                (target / f".{name}.tmp").replace(target / name)
+        dictionary = source_dir / "dictionary.pkl"
+        if dictionary.is_file() and (not only_missing or not (target_dir / "dictionary.pkl").is_file()):
+            target_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(dictionary, target_dir / "dictionary.pkl")
 
 
 def _one_line(error: Exception) -> str:

@@ -135,3 +135,26 @@ def test_built_page_in_chromium(browser_ready, page: str) -> None:
             continue
         target = (HTML / page).parent.joinpath(unquote(parsed.path)).resolve()
         assert target.exists(), f"{page}: broken internal link {href}"
+
+
+def test_kept_models_travel_with_the_book_and_come_back(tmp_path: Path) -> None:
+    from clinflair_utils.book import BookPaths, keep_models
+
+    paths = BookPaths(tmp_path, tmp_path, "p")
+    model = paths.models / "clinical-forward"
+    model.mkdir(parents=True)
+    (model / "best-lm.pt").write_bytes(b"weights")
+    (model / "training.json").write_text('{"seconds": 1}')
+    (paths.models / "dictionary.pkl").write_bytes(b"chars")
+    keep_models(paths)
+    kept = tmp_path / "book" / "models" / "p"
+    assert (kept / "clinical-forward" / "best-lm.pt").read_bytes() == b"weights"
+    assert (kept / "dictionary.pkl").read_bytes() == b"chars"
+    shutil.rmtree(tmp_path / "output")  # a clone: output/ is not committed
+    keep_models(paths)
+    assert (model / "best-lm.pt").read_bytes() == b"weights" and (model / "training.json").is_file()
+    assert (paths.models / "dictionary.pkl").is_file()
+    (model / "best-lm.pt").write_bytes(b"retrained")  # a model trained again replaces the kept one
+    (model / "training.json").write_text('{"seconds": 2}')
+    keep_models(paths)
+    assert (kept / "clinical-forward" / "best-lm.pt").read_bytes() == b"retrained"
