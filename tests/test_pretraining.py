@@ -38,10 +38,12 @@ def test_corpora_layout_and_control_size(pretrained: Path) -> None:
         assert (folder / "valid.txt").stat().st_size > 0 and (folder / "test.txt").stat().st_size > 0
     clinical = corpus.corpus_folder_stats(pretrained / "corpora" / "clinical")
     assert clinical["characters"] > 100_000
-    # control trains on as many characters as clinical, hence for as many updates
+    # control trains on as many characters as clinical (resized by whole documents, so it ends at
+    # most one document later), hence for about as many updates
     config = lm.LMConfig(**load_profile("quick")["pretraining"]["finetune"])
-    assert abs(lm.planned_updates(pretrained / "corpora" / "control", config)
-               - lm.planned_updates(pretrained / "corpora" / "clinical", config)) <= 2
+    control = lm.planned_updates(pretrained / "corpora" / "control", config)
+    clinical_updates = lm.planned_updates(pretrained / "corpora" / "clinical", config)
+    assert clinical_updates <= control <= 1.06 * clinical_updates
 
 
 def test_one_dictionary_holds_every_corpus_character_and_is_shared(pretrained: Path) -> None:
