@@ -51,7 +51,7 @@ def test_one_dictionary_holds_every_corpus_character_and_is_shared(pretrained: P
     characters = corpus.corpus_characters([pretrained / "corpora" / "clinical"])
     assert all(dictionary.get_idx_for_item(c) != 0 for c in characters)  # 0 is <unk>
     assert dictionary.get_idx_for_item("\u263a") == 0
-    for name in lm.MODEL_NAMES:
+    for name in lm.trained_models(pretrained / "models"):
         model = torch.load(lm.model_dir(pretrained / "models", name, "forward") / lm.MODEL_FILE, weights_only=False)
         assert model["dictionary"].idx2item == dictionary.idx2item
 
