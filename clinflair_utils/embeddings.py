@@ -10,7 +10,7 @@ Specifications (:func:`resolve_embeddings`):
 - ``chars``: no pre-trained language model, flair's character embeddings alone (the floor).
 
 A frozen language model gives every sentence the same vectors in every epoch and every run, so
-:func:`embed_with_cache` computes them once per (language model, sentences) and stores them on disk;
+:func:`cached_vectors` computes them once per (language model, sentences) and stores them on disk;
 the key changes when the model's weights or any sentence changes.
 """
 
@@ -108,7 +108,7 @@ def sentences_fingerprint(sentences: list[Sentence]) -> str:
 
 @dataclass
 class CacheReport:
-    """What :func:`embed_with_cache` did for each language model."""
+    """What :func:`cached_vectors` did for each language model."""
 
     hits: int = 0
     misses: int = 0
@@ -120,51 +120,74 @@ def cacheable(embeddings: StackedEmbeddings) -> list[FlairEmbeddings]:
     return [e for e in embeddings.embeddings if isinstance(e, FlairEmbeddings) and not e.fine_tune]
 
 
-def embed_with_cache(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
-                     batch_size: int = 32) -> CacheReport:
-    """Give every token its vectors from each frozen LM of ``embeddings``, computing each LM's at most once.
-
-    The vectors land on the tokens under the embedding's own name, where flair's ``embed()`` finds
-    them and skips the language model; train with ``embeddings_storage_mode='cpu'`` so that flair
-    keeps them between epochs.
-    """
+def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
+                   batch_size: int = 32) -> tuple[CacheReport, list[torch.Tensor]]:
+    """Every token's vectors from each frozen LM of ``embeddings``, computed at most once per (model,
+    sentences) and kept on disk: one ``(tokens, dimensions)`` tensor per LM, in the stack's order,
+    rows in sentence order, memory-mapped from its cache file (read as the rows are used)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     report = CacheReport()
     data_key = sentences_fingerprint(sentences)
-    files = []
+    expected = sum(len(s) for s in sentences)
+    tables = []
     for embedding in cacheable(embeddings):
         path = cache_dir / f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-{data_key[:CACHE_KEY_CHARS]}.pt"
-        files.append(str(path))
+        report.files.append(str(path))
         if path.is_file():
-            vectors = torch.load(path, map_location="cpu", mmap=True)
             report.hits += 1
         else:
-            parts = []
+            # filled batch by batch: flair's token vectors are views of the whole batch's hidden
+            # states, so keeping them until the end would hold every batch's states in memory
+            vectors = torch.empty((expected, embedding.embedding_length),
+                                  dtype=next(embedding.lm.parameters()).dtype)
+            filled = 0
             for start in range(0, len(sentences), batch_size):
                 batch = sentences[start:start + batch_size]
                 embedding.embed(batch)
-                parts.extend(token.get_embedding(embedding.name).cpu() for s in batch for token in s)
-                for sentence in batch:  # the stack keeps nothing but what is assigned below
+                for sentence in batch:
                     for token in sentence:
+                        vectors[filled] = token.get_embedding(embedding.name)
                         token._embeddings.pop(embedding.name, None)
-            vectors = torch.stack(parts)
+                        filled += 1
             temporary = path.with_suffix(f".tmp{os.getpid()}")
             torch.save(vectors, temporary)
             temporary.replace(path)  # atomic: a cache file is complete or absent
+            del vectors
             report.misses += 1
-        expected = sum(len(s) for s in sentences)
-        if vectors.shape[0] != expected:
-            raise ClinflairError(f"embedding cache {path} holds {vectors.shape[0]} tokens, expected "
-                                 f"{expected}; delete it to recompute")
-        index = 0
+        try:
+            vectors = torch.load(path, map_location="cpu", mmap=True)
+        except Exception as error:
+            raise ClinflairError(f"embedding cache {path} cannot be read ({error}); delete it to recompute") from error
+        if not isinstance(vectors, torch.Tensor) or vectors.shape[0] != expected:
+            found = vectors.shape[0] if isinstance(vectors, torch.Tensor) else type(vectors).__name__
+            raise ClinflairError(f"embedding cache {path} holds {found} tokens, expected {expected}; "
+                                 "delete it to recompute")
+        tables.append(vectors)
+    return report, tables
+
+
+def attach_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, tables: list[torch.Tensor],
+                   first_row: int = 0) -> None:
+    """Put the rows of :func:`cached_vectors`' tables on the tokens of ``sentences`` (whose first
+    token is row ``first_row``), under each embedding's name: flair's ``embed()`` then finds them
+    and skips the language model."""
+    for embedding, vectors in zip(cacheable(embeddings), tables):
+        row = first_row
         for sentence in sentences:
             for token in sentence:
-                token.set_embedding(embedding.name, vectors[index])
-                index += 1
-    report.files = files
-    return report
+                token.set_embedding(embedding.name, vectors[row])
+                row += 1
 
+
+def embed_with_cache(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
+                     batch_size: int = 32) -> CacheReport:
+    """Give every token its vectors from each frozen LM of ``embeddings``, computing each LM's at most
+    once (:func:`cached_vectors`, :func:`attach_vectors`). Train with
+    ``embeddings_storage_mode='cpu'`` so that flair keeps them between epochs."""
+    report, tables = cached_vectors(sentences, embeddings, cache_dir, batch_size)
+    attach_vectors(sentences, embeddings, tables)
+    return report
 
 
 # --- Exploring what the vectors capture -----------------------------------------------------------
