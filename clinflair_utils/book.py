@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from .errors import ClinflairError
 from .corpus import SUMMARY_FILE
-from .embeddings import embedding_key
+from .embeddings import LOCAL_SPECS, embedding_key
 from .lm import DONE_FILE, MODEL_FILE
-from .ner import write_json_atomically
+from .ner import NerSettings, made_with, settings_for, write_json_atomically
 from .profiles import load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
@@ -183,16 +183,21 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
 
     runs = grid(profile)
     paths.records.mkdir(parents=True, exist_ok=True)
+    settings = settings_for(profile)
+    lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (paths.records / "lm").glob("*.json")}
     started, failed_runs = time.time(), 0
-    done = sum((paths.records / f"{run_name(*run)}.json").is_file() for run in runs)
+    done = sum(is_current_run(paths.records / f"{run_name(*run)}.json", settings, lm_keys) for run in runs)
     bar = tqdm(total=len(runs), initial=done, desc=f"NER runs ({profile['name']})", unit="run",
                dynamic_ncols=True, file=sys.stdout)
     for dataset, embeddings, seed in runs:
         name = run_name(dataset, embeddings, seed)
         record = paths.records / f"{name}.json"
-        if record.is_file() and not force:
+        if not force and is_current_run(record, settings, lm_keys):
             report.skipped.append(name)
             continue
+        if record.is_file():
+            tqdm.write(f"{name}: its record was made with other settings or language models; running it again",
+                       file=sys.stdout)
         run_dir = paths.work / "ner" / name
         bar.set_postfix_str(f"running {name}; failed {failed_runs}; elapsed {time.time() - started:.0f} s")
         try:
@@ -209,11 +214,12 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     bar.set_postfix_str(f"elapsed {time.time() - started:.0f} s")
     bar.close()
 
-    # the NER chapter shows the first run of the grid, as executed
-    first = paths.work / "ner" / run_name(*runs[0]) / "run.ipynb"
+    # the NER chapter shows one run of the grid as executed: the profile's example, or the first run
+    example = tuple(profile["ner"].get("example") or runs[0])
+    shown = paths.work / "ner" / run_name(*example) / "run.ipynb"
     chapter_ner = paths.book / "ner.ipynb"
-    if is_complete(first) and (force or not is_complete(chapter_ner, run_parameters(*runs[0]))):
-        shutil.copyfile(first, chapter_ner)
+    if is_complete(shown) and (force or not is_complete(chapter_ner, run_parameters(*example))):
+        shutil.copyfile(shown, chapter_ner)
 
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
                          "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
@@ -224,6 +230,23 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     chapter("results", {**common, "records_dir": rel(paths.records), "book_dir": rel(paths.book),
                         "benchmarks_dir": rel(paths.benchmarks)})
     return report
+
+
+def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, str | None]) -> bool:
+    """True if the run record at ``record_path`` exists and was made with ``settings`` and, for the
+    local language models, with the models whose keys ``lm_keys`` holds (by model folder name)."""
+    if not record_path.is_file():
+        return False
+    record = json.loads(record_path.read_text())
+    if not made_with(record, settings):
+        return False
+    if record["embeddings"] not in LOCAL_SPECS:
+        return True
+    expected = {lm_keys.get(f"{record['embeddings']}-{direction}") for direction in ("forward", "backward")}
+    used = {Path(f).name.split("-")[0] for f in (record.get("embedding_cache") or {}).get("files", [])}
+    if None in expected or not used:  # models made before keys were recorded, or a run without cache
+        return True
+    return used == expected
 
 
 def keep_models(paths: BookPaths) -> None:

@@ -26,10 +26,11 @@ from flair.datasets import FlairDatapointDataset
 from flair.models import SequenceTagger
 from flair.samplers import FlairSampler
 from flair.trainers import ModelTrainer
+from flair.training_utils import AnnealOnPlateau
 
 from . import __version__
 from .data import load_corpus
-from .embeddings import cacheable, character_dictionary, embed_with_cache, resolve_embeddings
+from .embeddings import attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
 from .lm import quiet_flair_console
 
@@ -54,17 +55,43 @@ class NerSettings:
     max_train_sentences: int | None = None  # None: every train (+dev) sentence
     use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
     length_buckets: bool = False  # batches of sentences of similar length (LengthBucketSampler)
+    # "flair": flair's ModelTrainer; "tensor": the same tagger trained from the cached vectors in
+    # padded batches (train_from_vectors), for configurations whose embeddings are all cached
+    trainer: str = "flair"
 
 
-class LengthBucketSampler(FlairSampler):
-    """Batches of sentences of similar length, in a random order, for flair's ``ModelTrainer``.
+TRAINERS = ("flair", "tensor")
+MAX_GRAD_NORM = 5.0  # flair's ModelTrainer clips gradients at this norm
+MIN_LEARNING_RATE = 0.0001  # flair's ModelTrainer stops once annealing goes below this rate
+ANNEAL_FACTOR = 0.5  # flair's ModelTrainer default
+
+
+def batch_order(lengths: list[int], batch_size: int, length_buckets: bool, noise: float = 0.1) -> list[list[int]]:
+    """The batches of one epoch as lists of sentence indices, drawn with ``random`` (seeded by
+    ``flair.set_seed``): random batches, or batches of similar length in a random order.
 
     The BiLSTM and the CRF take one sequential step per token of a batch's longest sentence, so a
     random batch pays for its longest outlier. As AllenNLP's bucket sampler does, sentences are
     sorted by length with a little noise (so that equal lengths mix differently every epoch), cut
-    into batches of ``batch_size`` and the batches shuffled; the trainer's DataLoader then batches
-    the indices in the order given. Seeded through ``random`` like the rest of flair's training.
+    into batches and the batches shuffled.
     """
+    order = list(range(len(lengths)))
+    if length_buckets:
+        order.sort(key=lambda i: lengths[i] * (1 + random.uniform(-noise, noise)))
+    else:
+        random.shuffle(order)
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    if length_buckets:
+        random.shuffle(batches)
+        # the one short batch goes last: flair's DataLoader cuts the sampler's indices into batches
+        # again, and a short batch in the middle would shift every later cut across two buckets
+        batches.sort(key=lambda batch: len(batch) < batch_size)
+    return batches
+
+
+class LengthBucketSampler(FlairSampler):
+    """:func:`batch_order`'s length-bucketed batches for flair's ``ModelTrainer``, whose DataLoader
+    cuts the indices given, in this order, into batches of ``batch_size``."""
 
     def __init__(self, batch_size: int, noise: float = 0.1) -> None:
         super().__init__()
@@ -72,10 +99,92 @@ class LengthBucketSampler(FlairSampler):
 
     def __iter__(self):
         lengths = [len(sentence) for sentence in self.data_source]
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i] * (1 + random.uniform(-self.noise, self.noise)))
-        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        random.shuffle(batches)
+        batches = batch_order(lengths, self.batch_size, length_buckets=True, noise=self.noise)
         return iter([index for batch in batches for index in batch])
+
+
+def train_from_vectors(tagger: SequenceTagger, sentences: list[Sentence], tables: list[torch.Tensor],
+                       settings: NerSettings, output_dir: Path) -> int:
+    """Train ``tagger`` on ``sentences`` from their cached language-model vectors; the number of epochs run.
+
+    What flair's ``ModelTrainer`` does for this tagger, without per-token objects: each batch is one
+    padded tensor copied from ``tables`` (:func:`clinflair_utils.embeddings.cached_vectors`, rows in
+    sentence order, one table per language model in the stack's order) and one tensor of gold tag
+    indices, through the tagger's own ``forward`` and loss; the same optimizer, gradient clipping,
+    annealing on the training loss (factor 0.5 after ``anneal_patience`` epochs without
+    improvement, stop below 0.0001) and ``loss.tsv``. The tagger stays a normal flair model.
+    """
+    lengths = [len(sentence) for sentence in sentences]
+    starts = [0]
+    for length in lengths[:-1]:
+        starts.append(starts[-1] + length)
+    gold = tagger._prepare_label_tensor(sentences).cpu()  # tag indices, rows as in the tables
+    # flair concatenates a token's vectors in the order of the embeddings' names (Token.get_each_embedding),
+    # and a trained tagger sees them in that order when it tags new text
+    names = [embedding.name for embedding in cacheable(tagger.embeddings)]
+    tables = [table for _, table in sorted(zip(names, tables), key=lambda pair: pair[0])]
+    width = sum(table.shape[1] for table in tables)
+    if width != tagger.embeddings.embedding_length:
+        raise ClinflairError(f"cached vectors have {width} dimensions, the tagger's embeddings "
+                             f"{tagger.embeddings.embedding_length}: not every embedding is cached")
+    dtype = tagger.linear.weight.dtype
+    optimizer = OPTIMIZERS[settings.optimizer](tagger.parameters(), lr=settings.learning_rate)
+    scheduler = AnnealOnPlateau(optimizer, factor=ANNEAL_FACTOR, patience=settings.anneal_patience, mode="min")
+    loss_file = output_dir / "loss.tsv"
+    loss_file.write_text("EPOCH\tTIMESTAMP\tLEARNING_RATE\tTRAIN_LOSS\n")
+    epochs = 0
+    for epoch in range(1, settings.max_epochs + 1):
+        learning_rate = optimizer.param_groups[0]["lr"]
+        if learning_rate < MIN_LEARNING_RATE:
+            break
+        tagger.train()
+        # flair's DataLoader draws a base seed from torch's generator every epoch; drawing it here
+        # too gives both trainers the same dropout masks for the same seed
+        torch.empty((), dtype=torch.int64).random_()
+        epoch_loss, epoch_tokens = 0.0, 0
+        for batch in batch_order(lengths, settings.mini_batch_size, settings.length_buckets):
+            batch.sort(key=lambda i: lengths[i], reverse=True)  # packed sequences want them longest first
+            inputs = torch.zeros((len(batch), lengths[batch[0]], width), dtype=dtype)
+            for row, index in enumerate(batch):
+                start, length, column = starts[index], lengths[index], 0
+                for table in tables:
+                    inputs[row, :length, column:column + table.shape[1]] = table[start:start + length]
+                    column += table.shape[1]
+            labels = torch.cat([gold[starts[i]:starts[i] + lengths[i]] for i in batch])
+            tagger.zero_grad()
+            optimizer.zero_grad()
+            scores = tagger.forward(inputs.to(flair.device), torch.tensor([lengths[i] for i in batch]))
+            loss, tokens = tagger._calculate_loss(scores, labels.to(flair.device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tagger.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            epoch_loss += loss.item()
+            epoch_tokens += tokens
+        epochs = epoch
+        train_loss = epoch_loss / max(epoch_tokens, 1)
+        with loss_file.open("a") as log:
+            log.write(f"{epoch}\t{time.strftime('%H:%M:%S')}\t{learning_rate:.4f}\t{train_loss}\n")
+        scheduler.step(train_loss)
+    tagger.eval()
+    return epochs
+
+
+def settings_for(profile: dict, **overrides) -> NerSettings:
+    """A profile's NER settings with ``overrides`` applied (None: keep the profile's value; for
+    ``max_train_sentences``, 0 means no cap)."""
+    settings = NerSettings(**profile["ner"]["settings"])
+    for name, value in overrides.items():
+        if name not in asdict(settings):
+            raise ClinflairError(f"unknown NER setting {name!r}: use one of {', '.join(asdict(settings))}")
+        if value is not None:
+            setattr(settings, name, None if name == "max_train_sentences" and value == 0 else value)
+    return settings
+
+
+def made_with(record: dict, settings: NerSettings) -> bool:
+    """True if a run record was made with exactly ``settings`` (a setting added since the record was
+    written counts with its default, which keeps the behaviour from before it existed)."""
+    return {**asdict(NerSettings()), **record.get("hyperparameters", {})} == asdict(settings)
 
 
 def training_sentences(corpus: Corpus, settings: NerSettings) -> list[Sentence]:
@@ -137,22 +246,32 @@ def run_ner(
     flair.set_seed(seed)
     stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
 
-    cache = None
+    if settings.optimizer not in OPTIMIZERS:
+        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if settings.trainer not in TRAINERS:
+        raise ClinflairError(f"unknown trainer {settings.trainer!r}: use one of {', '.join(TRAINERS)}")
+    cached = settings.use_cache and cacheable(stack)
+    # the tensor trainer needs every embedding cached; a stack with trainable ones (chars) goes to flair's
+    trainer = "tensor" if settings.trainer == "tensor" and cached and len(cacheable(stack)) == len(stack.embeddings) \
+        else "flair"
+    cache, tables = None, []
     storage_mode = "none"  # the original experiments' setting: vectors recomputed every epoch
-    if settings.use_cache and cacheable(stack):
+    if cached:
         if cache_dir is None:
             raise ClinflairError("use_cache needs a cache_dir")
         embedding_started = time.time()
-        cache = embed_with_cache(train + test, stack, cache_dir)
-        cache = {**asdict(cache), "seconds": round(time.time() - embedding_started, 1)}
+        report, tables = cached_vectors(train + test, stack, cache_dir)
+        train_tokens = sum(len(sentence) for sentence in train)
+        # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
+        attach_vectors(test if trainer == "tensor" else train + test, stack, tables,
+                       first_row=train_tokens if trainer == "tensor" else 0)
+        cache = {**asdict(report), "seconds": round(time.time() - embedding_started, 1)}
         storage_mode = "cpu"  # keep the cached vectors on the tokens between epochs
 
     # no test split for the trainer: its own final test would clear the cached vectors; the run
     # is evaluated below instead
     run_corpus = Corpus(train=FlairDatapointDataset(train), dev=None, test=None,
                         name=corpus.name, sample_missing_splits=False)
-    if settings.optimizer not in OPTIMIZERS:
-        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
     with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
         label_dictionary = run_corpus.make_label_dictionary("ner", add_unk=False)
     flair.set_seed(seed)
@@ -166,21 +285,29 @@ def run_ner(
             rnn_layers=settings.rnn_layers,
         )
     training_started = time.time()
+    output_dir.mkdir(parents=True, exist_ok=True)
     with quiet_flair_console():
-        ModelTrainer(tagger, run_corpus).train(
-            output_dir,
-            learning_rate=settings.learning_rate,
-            mini_batch_size=settings.mini_batch_size,
-            max_epochs=settings.max_epochs,
-            optimizer=OPTIMIZERS[settings.optimizer],
-            patience=settings.anneal_patience,
-            embeddings_storage_mode=storage_mode,
-            shuffle=True,  # ignored by flair when a sampler orders the batches
-            sampler=LengthBucketSampler(settings.mini_batch_size) if settings.length_buckets else None,
-            save_final_model=True,
-            create_file_logs=True,
-            use_final_model_for_eval=True,
-        )
+        if trainer == "tensor":
+            train_from_vectors(tagger, train, tables, settings, output_dir)
+            tagger.save(output_dir / MODEL_FILE)
+        else:
+            ModelTrainer(tagger, run_corpus).train(
+                output_dir,
+                learning_rate=settings.learning_rate,
+                mini_batch_size=settings.mini_batch_size,
+                max_epochs=settings.max_epochs,
+                optimizer=OPTIMIZERS[settings.optimizer],
+                patience=settings.anneal_patience,
+                # dev is already in the training data; True makes flair anneal when the training
+                # loss stops going down (with False and no dev split it treats a rising loss as better)
+                train_with_dev=True,
+                embeddings_storage_mode=storage_mode,
+                shuffle=True,  # ignored by flair when a sampler orders the batches
+                sampler=LengthBucketSampler(settings.mini_batch_size) if settings.length_buckets else None,
+                save_final_model=True,
+                create_file_logs=True,
+                use_final_model_for_eval=True,
+            )
         training_seconds = time.time() - training_started
         with contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
             result = tagger.evaluate(test, gold_label_type="ner", mini_batch_size=64,
@@ -195,6 +322,7 @@ def run_ner(
         "train_sentences_available": len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
         "test_sentences": len(test),
         "epochs_run": _epochs_run(output_dir),
+        "trainer": trainer,
         "embedding_storage_mode": storage_mode,
         "embedding_cache": cache,
         "versions": library_versions(),

@@ -104,7 +104,7 @@ def test_cache_key_changes_with_the_data_and_the_model(models: Path, nubes, tmp_
 
 RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "train_sentences",
                "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
-               "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1",
+               "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1", "trainer",
                "macro_f1", "micro_precision", "micro_recall", "per_type"}
 QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
 
@@ -214,3 +214,32 @@ def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None
                        if start + 32 <= 1000)
     assert steps < 0.7 * random_steps  # the longest sentence of each batch sets its sequential steps
     assert batches(1) == first and batches(2) != first  # seeded, and reshuffled by another seed
+
+
+def test_tensor_trainer_trains_as_flairs_model_trainer_does(models: Path, nubes, tmp_path: Path) -> None:
+    """Same seed, same length-bucketed batches, same dropout masks: the padded-tensor loop reproduces
+    flair's ModelTrainer epoch by epoch, and its model is a normal flair model."""
+    settings = {**QUICK, "optimizer": "sgd", "learning_rate": 0.1, "max_epochs": 2, "max_train_sentences": 400,
+                "length_buckets": True}
+    runs = {}
+    for trainer in ner.TRAINERS:
+        runs[trainer] = ner.run_ner("nubes", "clinical", 3, ner.NerSettings(**settings, trainer=trainer),
+                                    tmp_path / trainer, models_dir=models, cache_dir=tmp_path / "cache", corpus=nubes)
+    (flair_record, _, _), (tensor_record, tensor_tagger, _) = runs["flair"], runs["tensor"]
+    assert (flair_record["trainer"], tensor_record["trainer"]) == ("flair", "tensor")
+
+    def losses(trainer: str) -> list[float]:
+        rows = (tmp_path / trainer / "loss.tsv").read_text().strip().splitlines()
+        column = rows[0].split("\t").index("TRAIN_LOSS")
+        return [float(row.split("\t")[column]) for row in rows[1:]]
+
+    assert len(losses("tensor")) == 2 and losses("tensor") == pytest.approx(losses("flair"), rel=1e-4)
+    assert tensor_record["micro_f1"] == pytest.approx(flair_record["micro_f1"], abs=2e-3)
+    loaded = flair.models.SequenceTagger.load(str(tmp_path / "tensor" / ner.MODEL_FILE))
+    text = "Paciente sin fiebre ni disnea, no refiere dolor."
+    assert ner.tag_text(loaded, text) == ner.tag_text(tensor_tagger, text)
+    chars = ner.run_ner("nubes", "chars", 3, ner.NerSettings(**{**settings, "max_epochs": 1}, trainer="tensor"),
+                        tmp_path / "chars", corpus=nubes)[0]
+    assert chars["trainer"] == "flair"  # a trainable character LSTM cannot come from cached vectors
+    with pytest.raises(ClinflairError, match="unknown trainer 'gpu'"):
+        ner.run_ner("nubes", "chars", 3, ner.NerSettings(trainer="gpu"), tmp_path / "bad", corpus=nubes)
