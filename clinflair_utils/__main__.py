@@ -66,7 +66,7 @@ def _corpora(args: argparse.Namespace) -> int:
 def _book(args: argparse.Namespace) -> int:
     from .book import build_html, run_pipeline
 
-    report = run_pipeline(args.profile, args.root, force=args.force, out=args.out)
+    report = run_pipeline(args.profile, args.root, force=args.force, out=args.out, from_records=args.from_records)
     print(f"executed {len(report.executed)}, skipped (already done) {len(report.skipped)}, "
           f"failed {len(report.failed)}")
     for name, problem in report.failed.items():
@@ -75,6 +75,19 @@ def _book(args: argparse.Namespace) -> int:
         html = build_html(args.out or args.root)
         print(f"book built: {html / 'index.html'}")
     return 1 if report.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import DOCUMENTS, write_documents
+
+    stale = write_documents(args.root, check=args.check, profile=args.profile)
+    if args.check:
+        for name in stale:
+            print(f"error: {name}: its generated blocks differ from the records; run "
+                  "python -m clinflair_utils report", file=sys.stderr)
+        return 1 if stale else 0
+    print(f"rewrote {', '.join(stale)}" if stale else f"{', '.join(DOCUMENTS)} already agree with the records")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
                                     "root (e.g. a quick smoke run that leaves the committed book alone)")
     book.add_argument("--force", action="store_true", help="execute again what is already done")
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
+    book.add_argument("--from-records", action="store_true",
+                      help="train nothing: execute the results chapter from the records the book holds and build")
     book.set_defaults(handler=_book)
+
+    report = commands.add_parser("report", help="write the README's and introduction's measured text from the records")
+    report.add_argument("--profile", default="cpu", help="whose records (default: cpu, the published book)")
+    report.add_argument("--root", default=".", help="the repository root (default: the current folder)")
+    report.add_argument("--check", action="store_true", help="only compare; exit 1 if any block differs")
+    report.set_defaults(handler=_report)
 
     args = parser.parse_args(argv)
     try:

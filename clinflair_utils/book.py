@@ -29,7 +29,8 @@ from .errors import ClinflairError
 from .corpus import SUMMARY_FILE
 from .embeddings import LOCAL_SPECS, embedding_key
 from .lm import DONE_FILE, MODEL_FILE
-from .ner import NerSettings, made_with, settings_for, write_json_atomically
+from .files import copy_file, write_json
+from .ner import NerSettings, RunRecord, settings_for
 from .profiles import load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
@@ -121,11 +122,13 @@ def grid(profile: dict) -> list[tuple[str, str, int]]:
 
 
 def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False,
-                 out: Path | str | None = None) -> BookReport:
+                 out: Path | str | None = None, from_records: bool = False) -> BookReport:
     """Execute every chapter and run of a profile (see the module's docstring).
 
     ``root`` is the repository (templates, book sources); the book, records and work files are written
     there too unless ``out`` names another folder (a smoke run that leaves the committed book alone).
+    ``from_records`` executes only the results chapter, from the records the book holds, and trains
+    nothing: the committed book made readable as it stands, in a minute.
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
@@ -158,6 +161,9 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         return os.path.relpath(path, paths.root)
 
     common = {"profile": profile["name"]}
+    if from_records:
+        results_chapter(chapter, paths, common)
+        return report
     if profile.get("keep_models"):
         keep_models(paths)  # a clone gets the kept models back before anything looks for them
     if not chapter("pretraining", {**common, "output_dir": rel(paths.work / "pretraining")}):
@@ -169,7 +175,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     for training in sorted(paths.models.glob(f"*/{DONE_FILE}")):
         record = json.loads(training.read_text())
         record["embedding_key"] = embedding_key(training.parent / MODEL_FILE)  # names its runs' cache files
-        write_json_atomically(paths.records / "lm" / f"{training.parent.name}.json", record)
+        write_json(paths.records / "lm" / f"{training.parent.name}.json", record)
     corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
     if corpora_summary.is_file():
         (paths.records / "corpora").mkdir(parents=True, exist_ok=True)
@@ -203,8 +209,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         try:
             execute(paths.templates / "ner.ipynb", run_dir / "run.ipynb",
                     run_parameters(dataset, embeddings, seed), cwd)
-            shutil.copyfile(run_dir / "record.json", record.with_suffix(".tmp"))
-            record.with_suffix(".tmp").replace(record)
+            copy_file(run_dir / "record.json", record)
             report.executed.append(name)
         except Exception as error:
             report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
@@ -224,12 +229,16 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
                          "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
                          "output_dir": rel(paths.work / "tutorial")})
-    # results are cheap and must reflect every record: always executed again
+    results_chapter(chapter, paths, common)
+    return report
+
+
+def results_chapter(chapter, paths: BookPaths, common: dict) -> None:
+    """The results are cheap and must reflect every record: always executed again."""
     if (paths.book / "results.ipynb").exists():
         (paths.book / "results.ipynb").unlink()
-    chapter("results", {**common, "records_dir": rel(paths.records), "book_dir": rel(paths.book),
-                        "benchmarks_dir": rel(paths.benchmarks)})
-    return report
+    chapter("results", {**common, **{name: os.path.relpath(path, paths.root) for name, path in (
+        ("records_dir", paths.records), ("book_dir", paths.book), ("benchmarks_dir", paths.benchmarks))}})
 
 
 def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, str | None]) -> bool:
@@ -237,13 +246,13 @@ def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, 
     local language models, with the models whose keys ``lm_keys`` holds (by model folder name)."""
     if not record_path.is_file():
         return False
-    record = json.loads(record_path.read_text())
-    if not made_with(record, settings):
+    record = RunRecord.load(record_path)
+    if record.settings != settings:
         return False
-    if record["embeddings"] not in LOCAL_SPECS:
+    if record.embeddings not in LOCAL_SPECS:
         return True
-    expected = {lm_keys.get(f"{record['embeddings']}-{direction}") for direction in ("forward", "backward")}
-    used = {Path(f).name.split("-")[0] for f in (record.get("embedding_cache") or {}).get("files", [])}
+    expected = {lm_keys.get(f"{record.embeddings}-{direction}") for direction in ("forward", "backward")}
+    used = set(record.model_keys)
     if None in expected or not used:  # models made before keys were recorded, or a run without cache
         return True
     return used == expected
@@ -261,8 +270,7 @@ def keep_models(paths: BookPaths) -> None:
                 continue
             target.mkdir(parents=True, exist_ok=True)
             for name in (MODEL_FILE, DONE_FILE):  # the model first: DONE_FILE marks a complete copy
-                shutil.copyfile(done.parent / name, target / f".{name}.tmp")
-                (target / f".{name}.tmp").replace(target / name)
+                copy_file(done.parent / name, target / name)
         dictionary = source_dir / "dictionary.pkl"
         if dictionary.is_file() and (not only_missing or not (target_dir / "dictionary.pkl").is_file()):
             target_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ the key changes when the model's weights or any sentence changes.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from flair.data import Dictionary, Sentence
 from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbeddings
 
 from .errors import ClinflairError
+from .files import atomic_path
 from .lm import MODEL_FILE, model_dir
 
 LOCAL_SPECS = ("general", "clinical", "control", "referrals")
@@ -150,9 +150,8 @@ def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cac
                         vectors[filled] = token.get_embedding(embedding.name)
                         token._embeddings.pop(embedding.name, None)
                         filled += 1
-            temporary = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save(vectors, temporary)
-            temporary.replace(path)  # atomic: a cache file is complete or absent
+            with atomic_path(path) as temporary:  # a cache file is complete or absent
+                torch.save(vectors, temporary)
             del vectors
             report.misses += 1
         try:

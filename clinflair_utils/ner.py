@@ -10,18 +10,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import platform
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import flair
 import pandas as pd
 import torch
 from flair.data import Corpus, Sentence
+from flair.embeddings import CharacterEmbeddings, StackedEmbeddings
 from flair.datasets import FlairDatapointDataset
 from flair.models import SequenceTagger
 from flair.samplers import FlairSampler
@@ -32,6 +32,7 @@ from . import __version__
 from .data import load_corpus
 from .embeddings import attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
+from .files import write_json
 from .lm import quiet_flair_console
 
 RECORD_FILE = "record.json"
@@ -56,7 +57,7 @@ class NerSettings:
     use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
     length_buckets: bool = False  # batches of sentences of similar length (LengthBucketSampler)
     # "flair": flair's ModelTrainer; "tensor": the same tagger trained from the cached vectors in
-    # padded batches (train_from_vectors), for configurations whose embeddings are all cached
+    # padded batches (train_from_tensors), for cached language models and character embeddings
     trainer: str = "flair"
 
 
@@ -103,31 +104,74 @@ class LengthBucketSampler(FlairSampler):
         return iter([index for batch in batches for index in batch])
 
 
-def train_from_vectors(tagger: SequenceTagger, sentences: list[Sentence], tables: list[torch.Tensor],
+class TokenFeatures:
+    """The tagger's input rows for any tokens of a fixed list of sentences, without per-token objects.
+
+    Each embedding of the stack gives its part, concatenated in the order of the embeddings' names
+    (as flair's ``Token.get_each_embedding`` does, so that the trained tagger sees the same layout
+    when it tags new text): a frozen language model its cached rows (``tables``, from
+    :func:`clinflair_utils.embeddings.cached_vectors`, rows in sentence order), flair's
+    ``CharacterEmbeddings`` its own modules run on every token of the batch at once (the state
+    after each token's last character in both directions, as flair computes it sentence by
+    sentence). Tokens are numbered in sentence order.
+    """
+
+    def __init__(self, embeddings: StackedEmbeddings, sentences: list[Sentence], tables: list[torch.Tensor]) -> None:
+        cached = dict(zip((e.name for e in cacheable(embeddings)), tables))
+        self.parts: list[tuple[str, object]] = []
+        for embedding in sorted(embeddings.embeddings, key=lambda e: e.name):
+            if embedding.name in cached:
+                self.parts.append(("table", cached[embedding.name]))
+            elif isinstance(embedding, CharacterEmbeddings):
+                self.parts.append(("chars", embedding))
+            else:
+                raise ClinflairError(f"the tensor trainer cannot compute {type(embedding).__name__} "
+                                     f"({embedding.name}): cache it or train with trainer 'flair'")
+        self.characters = None
+        if any(kind == "chars" for kind, _ in self.parts):
+            [dictionary] = {id(e.char_dictionary): e.char_dictionary for k, e in self.parts if k == "chars"}.values()
+            ids = [dictionary.get_idx_for_item(c) for sentence in sentences for token in sentence for c in token.text]
+            lengths = torch.tensor([len(token.text) for sentence in sentences for token in sentence])
+            self.characters = (torch.tensor(ids, dtype=torch.long), torch.cumsum(lengths, 0) - lengths, lengths)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The rows of the tokens numbered ``tokens``: ``(len(tokens), embedding length)``."""
+        rows = []
+        for kind, source in self.parts:
+            if kind == "table":
+                rows.append(source[tokens].float())
+            else:
+                rows.append(self._character_states(source, tokens))
+        return torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]
+
+    def _character_states(self, embedding: CharacterEmbeddings, tokens: torch.Tensor) -> torch.Tensor:
+        ids, starts, lengths = self.characters
+        lengths = lengths[tokens]
+        positions = torch.arange(int(lengths.max()))
+        inside = positions.unsqueeze(0) < lengths.unsqueeze(1)
+        padded = torch.where(inside, ids[(starts[tokens].unsqueeze(1) + positions).clamp(max=len(ids) - 1)], 0)
+        vectors = embedding.char_embedding(padded.to(flair.device)).transpose(0, 1)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(vectors, lengths, enforce_sorted=False)
+        outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(embedding.char_rnn(packed)[0])
+        return outputs[lengths - 1, torch.arange(len(tokens))]  # both directions at the last character
+
+
+def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], features: TokenFeatures,
                        settings: NerSettings, output_dir: Path) -> int:
-    """Train ``tagger`` on ``sentences`` from their cached language-model vectors; the number of epochs run.
+    """Train ``tagger`` on ``sentences`` in padded batches built by ``features``; the number of epochs run.
 
     What flair's ``ModelTrainer`` does for this tagger, without per-token objects: each batch is one
-    padded tensor copied from ``tables`` (:func:`clinflair_utils.embeddings.cached_vectors`, rows in
-    sentence order, one table per language model in the stack's order) and one tensor of gold tag
-    indices, through the tagger's own ``forward`` and loss; the same optimizer, gradient clipping,
-    annealing on the training loss (factor 0.5 after ``anneal_patience`` epochs without
-    improvement, stop below 0.0001) and ``loss.tsv``. The tagger stays a normal flair model.
+    padded tensor of the tokens' rows and one tensor of gold tag indices, through the tagger's own
+    ``forward`` and loss; the same optimizer, gradient clipping, annealing on the training loss
+    (factor 0.5 after ``anneal_patience`` epochs without improvement, stop below 0.0001) and
+    ``loss.tsv``. The tagger stays a normal flair model.
     """
     lengths = [len(sentence) for sentence in sentences]
     starts = [0]
     for length in lengths[:-1]:
         starts.append(starts[-1] + length)
-    gold = tagger._prepare_label_tensor(sentences).cpu()  # tag indices, rows as in the tables
-    # flair concatenates a token's vectors in the order of the embeddings' names (Token.get_each_embedding),
-    # and a trained tagger sees them in that order when it tags new text
-    names = [embedding.name for embedding in cacheable(tagger.embeddings)]
-    tables = [table for _, table in sorted(zip(names, tables), key=lambda pair: pair[0])]
-    width = sum(table.shape[1] for table in tables)
-    if width != tagger.embeddings.embedding_length:
-        raise ClinflairError(f"cached vectors have {width} dimensions, the tagger's embeddings "
-                             f"{tagger.embeddings.embedding_length}: not every embedding is cached")
-    dtype = tagger.linear.weight.dtype
+    gold = tagger._prepare_label_tensor(sentences).cpu()  # tag indices, tokens numbered in sentence order
+    width = tagger.embeddings.embedding_length
     optimizer = OPTIMIZERS[settings.optimizer](tagger.parameters(), lr=settings.learning_rate)
     scheduler = AnnealOnPlateau(optimizer, factor=ANNEAL_FACTOR, patience=settings.anneal_patience, mode="min")
     loss_file = output_dir / "loss.tsv"
@@ -144,22 +188,22 @@ def train_from_vectors(tagger: SequenceTagger, sentences: list[Sentence], tables
         epoch_loss, epoch_tokens = 0.0, 0
         for batch in batch_order(lengths, settings.mini_batch_size, settings.length_buckets):
             batch.sort(key=lambda i: lengths[i], reverse=True)  # packed sequences want them longest first
-            inputs = torch.zeros((len(batch), lengths[batch[0]], width), dtype=dtype)
-            for row, index in enumerate(batch):
-                start, length, column = starts[index], lengths[index], 0
-                for table in tables:
-                    inputs[row, :length, column:column + table.shape[1]] = table[start:start + length]
-                    column += table.shape[1]
-            labels = torch.cat([gold[starts[i]:starts[i] + lengths[i]] for i in batch])
+            batch_lengths = torch.tensor([lengths[i] for i in batch])
+            tokens = torch.cat([torch.arange(starts[i], starts[i] + lengths[i]) for i in batch])
+            rows = torch.repeat_interleave(torch.arange(len(batch)), batch_lengths)
+            columns = torch.cat([torch.arange(length) for length in batch_lengths.tolist()])
+            inputs = torch.zeros((len(batch), lengths[batch[0]], width), dtype=tagger.linear.weight.dtype,
+                                 device=flair.device)
+            inputs[rows, columns] = features(tokens).to(flair.device)
             tagger.zero_grad()
             optimizer.zero_grad()
-            scores = tagger.forward(inputs.to(flair.device), torch.tensor([lengths[i] for i in batch]))
-            loss, tokens = tagger._calculate_loss(scores, labels.to(flair.device))
+            scores = tagger.forward(inputs, batch_lengths)
+            loss, count = tagger._calculate_loss(scores, gold[tokens].to(flair.device))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(tagger.parameters(), MAX_GRAD_NORM)
             optimizer.step()
             epoch_loss += loss.item()
-            epoch_tokens += tokens
+            epoch_tokens += count
         epochs = epoch
         train_loss = epoch_loss / max(epoch_tokens, 1)
         with loss_file.open("a") as log:
@@ -181,12 +225,6 @@ def settings_for(profile: dict, **overrides) -> NerSettings:
     return settings
 
 
-def made_with(record: dict, settings: NerSettings) -> bool:
-    """True if a run record was made with exactly ``settings`` (a setting added since the record was
-    written counts with its default, which keeps the behaviour from before it existed)."""
-    return {**asdict(NerSettings()), **record.get("hyperparameters", {})} == asdict(settings)
-
-
 def training_sentences(corpus: Corpus, settings: NerSettings) -> list[Sentence]:
     """train (+dev), capped to ``max_train_sentences`` by a fixed shuffle (the same for every seed)."""
     sentences = list(corpus.train) + (list(corpus.dev) if settings.train_with_dev and corpus.dev else [])
@@ -202,12 +240,65 @@ def library_versions() -> dict[str, str]:
             "clinflair_utils": __version__}
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write ``payload`` so that ``path`` is either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-    temporary.replace(path)
+@dataclass
+class RunRecord:
+    """What one run was and scored: ``record.json`` beside the run's model (:meth:`save`, :meth:`load`).
+
+    Scores are flair's span-level evaluation on the full test split; ``per_type`` holds precision,
+    recall, F1 and support per entity type.
+    """
+
+    dataset: str
+    embeddings: str
+    seed: int
+    profile: str
+    hyperparameters: dict  # the NerSettings the run was made with
+    train_sentences: int
+    train_sentences_available: int
+    test_sentences: int
+    epochs_run: int | None
+    embedding_storage_mode: str
+    embedding_cache: dict | None  # CacheReport and the seconds it took; None without cached vectors
+    versions: dict
+    device: str
+    wall_seconds: float
+    training_seconds: float
+    micro_f1: float
+    macro_f1: float
+    micro_precision: float
+    micro_recall: float
+    per_type: dict
+    # added after the first records: older records read with these defaults
+    trainer: str = "flair"  # which trainer ran: flair's ModelTrainer or train_from_tensors
+    train_tokens: int | None = None
+    gpu: str | None = None  # the GPU's name, when the run had one
+
+    @property
+    def settings(self) -> NerSettings:
+        return NerSettings(**{**asdict(NerSettings()), **self.hyperparameters})
+
+    @property
+    def model_keys(self) -> list[str]:
+        """The language models the run used, as the keys its embedding-cache files are named by."""
+        return [Path(f).name.split("-")[0] for f in (self.embedding_cache or {}).get("files", [])]
+
+    def save(self, path: Path | str) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path | str) -> RunRecord:
+        """The record at ``path``; a file that is not a run record is refused with what it lacks."""
+        try:
+            payload = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise ClinflairError(f"{path}: not a readable run record ({error})") from error
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        if not isinstance(payload, dict) or required - set(payload) or set(payload) - names:
+            found = set(payload) if isinstance(payload, dict) else set()
+            raise ClinflairError(f"{path}: not a run record (missing {sorted(required - found)}, "
+                                 f"unknown {sorted(found - names)})")
+        return cls(**payload)
 
 
 def scores_from_report(report: dict) -> dict:
@@ -233,11 +324,15 @@ def run_ner(
     cache_dir: Path | str | None = None,
     profile: str = "custom",
     corpus: Corpus | None = None,
-) -> tuple[dict, SequenceTagger, list[Sentence]]:
+) -> tuple[RunRecord, SequenceTagger, list[Sentence]]:
     """Train and evaluate one run; write its record (atomically) and its model into ``output_dir``.
 
     Returns the record, the trained tagger and the test sentences with ``predicted`` labels.
     """
+    if settings.optimizer not in OPTIMIZERS:
+        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if settings.trainer not in TRAINERS:
+        raise ClinflairError(f"unknown trainer {settings.trainer!r}: use one of {', '.join(TRAINERS)}")
     output_dir = Path(output_dir)
     started = time.time()
     corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
@@ -246,14 +341,10 @@ def run_ner(
     flair.set_seed(seed)
     stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
 
-    if settings.optimizer not in OPTIMIZERS:
-        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if settings.trainer not in TRAINERS:
-        raise ClinflairError(f"unknown trainer {settings.trainer!r}: use one of {', '.join(TRAINERS)}")
     cached = settings.use_cache and cacheable(stack)
-    # the tensor trainer needs every embedding cached; a stack with trainable ones (chars) goes to flair's
-    trainer = "tensor" if settings.trainer == "tensor" and cached and len(cacheable(stack)) == len(stack.embeddings) \
-        else "flair"
+    # the tensor trainer computes cached language models' rows and flair's character embeddings
+    trainer = "tensor" if settings.trainer == "tensor" and all(
+        (cached and e in cacheable(stack)) or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
     cache, tables = None, []
     storage_mode = "none"  # the original experiments' setting: vectors recomputed every epoch
     if cached:
@@ -288,7 +379,7 @@ def run_ner(
     output_dir.mkdir(parents=True, exist_ok=True)
     with quiet_flair_console():
         if trainer == "tensor":
-            train_from_vectors(tagger, train, tables, settings, output_dir)
+            train_from_tensors(tagger, train, TokenFeatures(stack, train, tables), settings, output_dir)
             tagger.save(output_dir / MODEL_FILE)
         else:
             ModelTrainer(tagger, run_corpus).train(
@@ -312,26 +403,28 @@ def run_ner(
         with contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
             result = tagger.evaluate(test, gold_label_type="ner", mini_batch_size=64,
                                      embedding_storage_mode="none", return_loss=False)
-    record = {
-        "dataset": corpus.name,
-        "embeddings": embeddings,
-        "seed": seed,
-        "profile": profile,
-        "hyperparameters": asdict(settings),
-        "train_sentences": len(train),
-        "train_sentences_available": len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
-        "test_sentences": len(test),
-        "epochs_run": _epochs_run(output_dir),
-        "trainer": trainer,
-        "embedding_storage_mode": storage_mode,
-        "embedding_cache": cache,
-        "versions": library_versions(),
-        "device": str(flair.device),
-        "wall_seconds": round(time.time() - started, 1),
-        "training_seconds": round(training_seconds, 1),
+    record = RunRecord(
+        dataset=corpus.name,
+        embeddings=embeddings,
+        seed=seed,
+        profile=profile,
+        hyperparameters=asdict(settings),
+        train_sentences=len(train),
+        train_sentences_available=len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
+        train_tokens=sum(len(sentence) for sentence in train),
+        test_sentences=len(test),
+        epochs_run=_epochs_run(output_dir),
+        trainer=trainer,
+        embedding_storage_mode=storage_mode,
+        embedding_cache=cache,
+        versions=library_versions(),
+        device=str(flair.device),
+        gpu=torch.cuda.get_device_name(flair.device) if flair.device.type == "cuda" else None,
+        wall_seconds=round(time.time() - started, 1),
+        training_seconds=round(training_seconds, 1),
         **scores_from_report(result.classification_report),
-    }
-    write_json_atomically(output_dir / RECORD_FILE, record)
+    )
+    record.save(output_dir / RECORD_FILE)
     (output_dir / "best-model.pt").unlink(missing_ok=True)  # the final model is the run's model
     return record, tagger, test
 
@@ -343,9 +436,9 @@ def _epochs_run(output_dir: Path) -> int | None:
     return max(0, len(loss_file.read_text().strip().splitlines()) - 1)
 
 
-def per_type_table(record: dict) -> pd.DataFrame:
+def per_type_table(record: RunRecord) -> pd.DataFrame:
     """Per-type precision, recall, F1 and support of a run record."""
-    return pd.DataFrame(record["per_type"]).T.sort_index()
+    return pd.DataFrame(record.per_type).T.sort_index()
 
 
 def gold_vs_predicted(sentences: list[Sentence], limit: int = 5, only_with_entities: bool = True) -> pd.DataFrame:

@@ -14,31 +14,35 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from .ner import RunRecord
+
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 
 
+COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
+           "epochs_run", "trainer", "wall_seconds", "training_seconds", "cache_seconds", "optimizer", "device", "gpu",
+           "per_type", "record", "model_keys"]
+
+
 def load_records(records_dir: Path | str) -> pd.DataFrame:
-    """One row per run record found (recursively) under ``records_dir``."""
+    """One row per run record (:class:`clinflair_utils.ner.RunRecord`) under ``records_dir``; the
+    language-model and corpus records beside them are not runs and are left out."""
     rows = []
     for path in sorted(Path(records_dir).rglob("*.json")):
-        record = json.loads(path.read_text())
-        if "micro_f1" not in record:
+        if path.parent.name in ("lm", "corpora"):
             continue
+        record = RunRecord.load(path)
         rows.append({
-            "dataset": record["dataset"], "embeddings": record["embeddings"], "seed": record["seed"],
-            "profile": record["profile"], "micro_f1": record["micro_f1"], "macro_f1": record["macro_f1"],
-            "train_sentences": record["train_sentences"], "epochs_run": record["epochs_run"],
-            "wall_seconds": record["wall_seconds"], "training_seconds": record.get("training_seconds"),
-            "cache_seconds": (record.get("embedding_cache") or {}).get("seconds"),
-            "optimizer": record["hyperparameters"]["optimizer"], "device": record.get("device"),
-            "per_type": record["per_type"], "record": str(path),
-            # the language models a run used, as the keys its embedding-cache files are named by
-            "model_keys": [Path(f).name.split("-")[0] for f in (record.get("embedding_cache") or {}).get("files", [])],
+            "dataset": record.dataset, "embeddings": record.embeddings, "seed": record.seed,
+            "profile": record.profile, "micro_f1": record.micro_f1, "macro_f1": record.macro_f1,
+            "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
+            "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
+            "training_seconds": record.training_seconds,
+            "cache_seconds": (record.embedding_cache or {}).get("seconds"),
+            "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
+            "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
         })
-    columns = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences",
-               "epochs_run", "wall_seconds", "training_seconds", "cache_seconds", "optimizer", "device",
-               "per_type", "record", "model_keys"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def provenance(records: pd.DataFrame, records_dir: Path | str) -> str:

@@ -105,7 +105,7 @@ def test_cache_key_changes_with_the_data_and_the_model(models: Path, nubes, tmp_
 RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "train_sentences",
                "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
                "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1", "trainer",
-               "macro_f1", "micro_precision", "micro_recall", "per_type"}
+               "macro_f1", "micro_precision", "micro_recall", "per_type", "train_tokens", "gpu"}
 QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
 
 
@@ -120,15 +120,15 @@ def cached_run(models: Path, nubes, tmp_path_factory):
 def test_record_schema_and_files(cached_run) -> None:
     out, record, _, _ = cached_run
     on_disk = json.loads((out / "run" / ner.RECORD_FILE).read_text())
-    assert on_disk == record and set(record) == RECORD_KEYS
-    assert record["dataset"] == "nubes" and record["seed"] == 7 and record["test_sentences"] == 2762
-    assert record["train_sentences"] == 1500 and record["train_sentences_available"] == 13802 + 1840
-    assert record["hyperparameters"]["optimizer"] == "adam" and record["epochs_run"] == 3
-    assert set(record["versions"]) == {"python", "flair", "torch", "clinflair_utils"}
-    assert set(record["per_type"]) == {"NEG", "NSCO", "UNC", "USCO"}
-    assert sum(t["support"] for t in record["per_type"].values()) == 3548  # every test entity
-    assert 0.3 < record["micro_f1"] <= 1  # it learned
-    assert record["embedding_cache"]["misses"] == 2 and record["embedding_storage_mode"] == "cpu"
+    assert ner.RunRecord.load(out / "run" / ner.RECORD_FILE) == record and set(on_disk) == RECORD_KEYS
+    assert record.dataset == "nubes" and record.seed == 7 and record.test_sentences == 2762
+    assert record.train_sentences == 1500 and record.train_sentences_available == 13802 + 1840
+    assert record.settings.optimizer == "adam" and record.epochs_run == 3
+    assert set(record.versions) == {"python", "flair", "torch", "clinflair_utils"}
+    assert set(record.per_type) == {"NEG", "NSCO", "UNC", "USCO"}
+    assert sum(t["support"] for t in record.per_type.values()) == 3548  # every test entity
+    assert 0.3 < record.micro_f1 <= 1  # it learned
+    assert record.embedding_cache["misses"] == 2 and record.embedding_storage_mode == "cpu"
     assert (out / "run" / ner.MODEL_FILE).is_file()
     assert not list((out / "run").glob(".*tmp*"))
 
@@ -147,9 +147,9 @@ def test_flair_scores_agree_with_seqeval(cached_run) -> None:
     _, record, _, test = cached_run
     gold = [_bio(s, [(sp, sp.get_label("ner").value) for sp in s.get_spans("ner")]) for s in test]
     predicted = [_bio(s, [(label.data_point, label.value) for label in s.get_labels("predicted")]) for s in test]
-    assert seqeval_f1(gold, predicted) == pytest.approx(record["micro_f1"], abs=1e-9)
+    assert seqeval_f1(gold, predicted) == pytest.approx(record.micro_f1, abs=1e-9)
     per_type = seqeval_report(gold, predicted, output_dict=True)
-    for label, scores in record["per_type"].items():
+    for label, scores in record.per_type.items():
         assert per_type[label]["f1-score"] == pytest.approx(scores["f1"], abs=1e-9)
         assert per_type[label]["support"] == scores["support"]
 
@@ -158,11 +158,11 @@ def test_cached_and_uncached_runs_score_the_same(cached_run, models: Path, nubes
     out, record, _, _ = cached_run
     again, _, _ = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK), out / "run-hit",
                               models_dir=models, cache_dir=out / "cache", corpus=load_corpus("nubes", verbose=False))
-    assert again["embedding_cache"]["hits"] == 2 and again["micro_f1"] == record["micro_f1"]
+    assert again.embedding_cache["hits"] == 2 and again.micro_f1 == record.micro_f1
     uncached, _, _ = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK, use_cache=False), out / "run-none",
                                  models_dir=models, corpus=load_corpus("nubes", verbose=False))
-    assert uncached["embedding_storage_mode"] == "none" and uncached["embedding_cache"] is None
-    assert uncached["micro_f1"] == record["micro_f1"] and uncached["per_type"] == record["per_type"]
+    assert uncached.embedding_storage_mode == "none" and uncached.embedding_cache is None
+    assert uncached.micro_f1 == record.micro_f1 and uncached.per_type == record.per_type
 
 
 def test_tokenize_keeps_offsets() -> None:
@@ -216,30 +216,40 @@ def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None
     assert batches(1) == first and batches(2) != first  # seeded, and reshuffled by another seed
 
 
-def test_tensor_trainer_trains_as_flairs_model_trainer_does(models: Path, nubes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("embeddings", ["clinical", "chars"])
+def test_tensor_trainer_trains_as_flairs_model_trainer_does(embeddings: str, models: Path, nubes,
+                                                            tmp_path: Path) -> None:
     """Same seed, same length-bucketed batches, same dropout masks: the padded-tensor loop reproduces
-    flair's ModelTrainer epoch by epoch, and its model is a normal flair model."""
+    flair's ModelTrainer epoch by epoch (cached language models, and flair's character embeddings
+    run on a whole batch at once), and its model is a normal flair model."""
     settings = {**QUICK, "optimizer": "sgd", "learning_rate": 0.1, "max_epochs": 2, "max_train_sentences": 400,
                 "length_buckets": True}
     runs = {}
     for trainer in ner.TRAINERS:
-        runs[trainer] = ner.run_ner("nubes", "clinical", 3, ner.NerSettings(**settings, trainer=trainer),
+        runs[trainer] = ner.run_ner("nubes", embeddings, 3, ner.NerSettings(**settings, trainer=trainer),
                                     tmp_path / trainer, models_dir=models, cache_dir=tmp_path / "cache", corpus=nubes)
     (flair_record, _, _), (tensor_record, tensor_tagger, _) = runs["flair"], runs["tensor"]
-    assert (flair_record["trainer"], tensor_record["trainer"]) == ("flair", "tensor")
+    assert (flair_record.trainer, tensor_record.trainer) == ("flair", "tensor")
 
     def losses(trainer: str) -> list[float]:
         rows = (tmp_path / trainer / "loss.tsv").read_text().strip().splitlines()
         column = rows[0].split("\t").index("TRAIN_LOSS")
         return [float(row.split("\t")[column]) for row in rows[1:]]
 
-    assert len(losses("tensor")) == 2 and losses("tensor") == pytest.approx(losses("flair"), rel=1e-4)
-    assert tensor_record["micro_f1"] == pytest.approx(flair_record["micro_f1"], abs=2e-3)
+    # flair writes 4 decimals; batching the character LSTM differently changes float rounding only
+    assert len(losses("tensor")) == 2 and losses("tensor") == pytest.approx(losses("flair"), rel=1e-3)
+    assert tensor_record.micro_f1 == pytest.approx(flair_record.micro_f1, abs=5e-3)
     loaded = flair.models.SequenceTagger.load(str(tmp_path / "tensor" / ner.MODEL_FILE))
     text = "Paciente sin fiebre ni disnea, no refiere dolor."
     assert ner.tag_text(loaded, text) == ner.tag_text(tensor_tagger, text)
-    chars = ner.run_ner("nubes", "chars", 3, ner.NerSettings(**{**settings, "max_epochs": 1}, trainer="tensor"),
-                        tmp_path / "chars", corpus=nubes)[0]
-    assert chars["trainer"] == "flair"  # a trainable character LSTM cannot come from cached vectors
     with pytest.raises(ClinflairError, match="unknown trainer 'gpu'"):
-        ner.run_ner("nubes", "chars", 3, ner.NerSettings(trainer="gpu"), tmp_path / "bad", corpus=nubes)
+        ner.run_ner("nubes", embeddings, 3, ner.NerSettings(trainer="gpu"), tmp_path / "bad", corpus=nubes)
+
+
+def test_a_file_that_is_not_a_run_record_is_refused_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "lm.json").write_text(json.dumps({"embedding_key": "f" * 20}))
+    with pytest.raises(ClinflairError, match=r"lm\.json: not a run record \(missing \['dataset'"):
+        ner.RunRecord.load(tmp_path / "lm.json")
+    (tmp_path / "cut.json").write_text('{"dataset": "nu')
+    with pytest.raises(ClinflairError, match=r"cut\.json: not a readable run record"):
+        ner.RunRecord.load(tmp_path / "cut.json")

@@ -11,6 +11,7 @@ from scipy import stats
 
 from clinflair_utils import results
 from clinflair_utils.book import grid, run_name
+from clinflair_utils.ner import RunRecord, settings_for
 from clinflair_utils.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,27 +68,32 @@ PUBLISHED = sorted(p.name for p in (ROOT / "book" / "records").iterdir() if p.is
 
 
 @pytest.mark.parametrize("profile_name", PUBLISHED)
-def test_published_records_are_the_profiles_grid_with_its_settings(profile_name: str) -> None:
-    """The book's records are exactly its profile's runs, each run with the profile's settings."""
+def test_published_records_are_runs_of_the_profiles_grid_with_its_settings(profile_name: str) -> None:
+    """Every record the book holds is a run of its profile's grid made with the profile's settings
+    (a grid in progress holds part of it; the results say how much)."""
     profile = load_profile(profile_name)
     records_dir = ROOT / "book" / "records" / profile_name
     expected = {f"{run_name(*run)}.json" for run in grid(profile)}
     found = {p.name for p in records_dir.glob("*.json")}
-    assert found == expected, f"missing {sorted(expected - found)}, unexpected {sorted(found - expected)}"
+    assert found <= expected, f"not runs of the {profile_name} grid: {sorted(found - expected)}"
     for name in found:
-        record = json.loads((records_dir / name).read_text())
-        assert record["profile"] == profile_name and record["hyperparameters"] == profile["ner"]["settings"], name
+        record = RunRecord.load(records_dir / name)
+        assert record.profile == profile_name and record.settings == settings_for(profile), name
     records = results.load_records(records_dir)
     assert records["micro_f1"].between(0, 1).all()
-    table = results.per_type_table(records, records["dataset"].iloc[0])
-    assert set(table.columns) == {"test support", *profile["ner"]["embeddings"]}
+    if not records.empty:
+        table = results.per_type_table(records, records["dataset"].iloc[0])
+        assert set(table.columns) - {"test support"} <= set(profile["ner"]["embeddings"])
 
 
 def _run_record(path: Path, embeddings: str, model_keys: list[str]) -> None:
-    path.write_text(json.dumps({
-        "dataset": "a", "embeddings": embeddings, "seed": 1, "profile": "x", "micro_f1": 0.5, "macro_f1": 0.4,
-        "train_sentences": 10, "epochs_run": 1, "wall_seconds": 1.0, "hyperparameters": {"optimizer": "adam"},
-        "per_type": {}, "embedding_cache": {"files": [f"cache/{key}-{'d' * 20}.pt" for key in model_keys]}}))
+    RunRecord(
+        dataset="a", embeddings=embeddings, seed=1, profile="x", hyperparameters={"optimizer": "adam"},
+        train_sentences=10, train_sentences_available=10, test_sentences=5, epochs_run=1,
+        embedding_storage_mode="cpu", versions={}, device="cpu", wall_seconds=1.0, training_seconds=0.5,
+        micro_f1=0.5, macro_f1=0.4, micro_precision=0.5, micro_recall=0.5, per_type={},
+        embedding_cache={"files": [f"cache/{key}-{'d' * 20}.pt" for key in model_keys]} if model_keys else None,
+    ).save(path)
 
 
 def test_provenance_tells_runs_made_with_other_language_models(tmp_path: Path) -> None:

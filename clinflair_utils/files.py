@@ -1,0 +1,34 @@
+"""Writing files so that a reader finds either the old file or the complete new one, never a part."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` when the block ends without
+    an error, removed when it raises (an interrupted write leaves the old file, or none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield temporary
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: Path | str, payload: dict) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def copy_file(source: Path | str, target: Path | str) -> None:
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)

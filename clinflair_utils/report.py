@@ -1,0 +1,322 @@
+"""The README's and the book introduction's measured text, written from the records.
+
+A generated block sits between ``<!-- clinflair:NAME -->`` and ``<!-- /clinflair:NAME -->``;
+``python -m clinflair_utils report`` rewrites every block of :data:`DOCUMENTS` from the run records,
+language-model records and benchmark JSONs, and ``--check`` fails (naming the file and block) when
+the text and the records disagree. Nothing between the markers is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from . import results
+from .book import grid
+from .errors import ClinflairError
+from .profiles import load_profile
+
+DOCUMENTS = ("README.md", "book/intro.md")
+BLOCK = re.compile(r"(?P<open><!-- clinflair:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(?P<close><!-- /clinflair:(?P=name) -->)",
+                   re.DOTALL)
+PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
+DATASET_NAMES = {"cantemist": "CANTEMIST", "pharmaconer": "PharmaCoNER", "nubes": "NUBes",
+                 "ct-ebm-sp": "CT-EBM-SP", "cwlc": "CWLC"}
+
+
+def _name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def _points(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def _signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.1f}"
+
+
+class Sources:
+    """What the blocks are written from: a profile's records and the committed benchmarks."""
+
+    def __init__(self, root: Path | str, profile: str = "cpu") -> None:
+        self.root = Path(root)
+        self.profile = load_profile(profile)
+        self.records_dir = self.root / "book" / "records" / self.profile["name"]
+        self.records = results.load_records(self.records_dir)
+        self.benchmarks = self.root / "benchmarks" / "results"
+
+    def lm_records(self) -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted((self.records_dir / "lm").glob("*.json"))}
+
+    def benchmark(self, name: str) -> dict | None:
+        path = self.benchmarks / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+def progress(sources: Sources) -> str:
+    """How much of the profile's grid the records hold."""
+    runs = grid(sources.profile)
+    done = {(r.dataset, r.embeddings, r.seed) for r in sources.records.itertuples()}
+    seeds = sources.profile["ner"]["seeds"]
+    per_seed = [sum((d, e, s) in done for d, e, _ in runs if _ == s) for s in seeds]
+    total_per_seed = len(runs) // len(seeds)
+    if len(done) == len(runs):
+        return f"All {len(runs)} runs of the `{sources.profile['name']}` grid are done."
+    if not done:
+        return f"**No run of the `{sources.profile['name']}` grid ({len(runs)} runs) is done yet.**"
+    return (f"**The `{sources.profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** "
+            f"(" + ", ".join(f"seed {s}: {n} of {total_per_seed}" for s, n in zip(seeds, per_seed))
+            + ").")
+
+
+def settings_line(sources: Sources) -> str:
+    settings = sources.profile["ner"]["settings"]
+    sentences = ("every train+dev sentence" if not settings.get("max_train_sentences")
+                 else f"a fixed sample of {settings['max_train_sentences']:,} train+dev sentences")
+    return (f"BiLSTM-CRF tagger ({settings['hidden_size']} units) trained with {settings['optimizer']} at "
+            f"{settings['learning_rate']} for {settings['max_epochs']} epochs on {sentences}; micro F1 on the full "
+            f"test splits, in points, mean ± standard deviation over the seeds done")
+
+
+def score_table(sources: Sources) -> str:
+    """Mean ± sd micro F1 per dataset and configuration, the best of each row in bold."""
+    summary = results.summary_table(sources.records)
+    columns = [e for e in sources.profile["ner"]["embeddings"] if e in summary["mean"].columns]
+    datasets = [d for d in sources.profile["ner"]["datasets"] if d in summary.index]
+    lines = ["| dataset | " + " | ".join(f"`{c}`" for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for dataset in datasets:
+        means = summary["mean"].loc[dataset, columns] * 100
+        best = means.max()
+        cells = []
+        for column in columns:
+            mean, sd, n = means[column], summary["std"].loc[dataset, column] * 100, summary["count"].loc[dataset, column]
+            if pd.isna(mean):
+                cells.append("–")
+                continue
+            text = f"{mean:.1f}" + (f" ± {sd:.1f}" if not pd.isna(sd) else "") + f" ({int(n)})"
+            cells.append(f"**{text}**" if mean == best else text)
+        lines.append(f"| {_name(dataset)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nIn brackets: the number of seeds."
+
+
+def difference_table(sources: Sources, candidate: str = "clinical",
+                     baselines: tuple[str, ...] = ("general", "control")) -> tuple[str, dict]:
+    """``candidate`` minus each baseline per dataset, paired by seed, with a 95 % t interval; bold
+    where the verdict is better or worse. Returns the table and the verdicts by baseline."""
+    comparisons = {b: results.paired_difference(sources.records, candidate, b) for b in baselines}
+    comparisons = {b: t for b, t in comparisons.items() if not t.empty}
+    if not comparisons:
+        return "", {}
+    datasets = [d for d in sources.profile["ner"]["datasets"] if any(d in t.index for t in comparisons.values())]
+    lines = ["| dataset | " + " | ".join(f"`{candidate}` − `{b}` (95 % CI)" for b in comparisons) + " | seeds |",
+             "|---|" + "---|" * len(comparisons) + "---|"]
+    for dataset in datasets:
+        cells, seeds = [], 0
+        for table in comparisons.values():
+            if dataset not in table.index:
+                cells.append("–")
+                continue
+            row = table.loc[dataset]
+            seeds = max(seeds, int(row["seeds"]))
+            text = _signed(row["difference"]) + (f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
+                                                 if row["seeds"] > 1 else "")
+            cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
+        lines.append(f"| {_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
+    verdicts = {b: dict(t["verdict"]) for b, t in comparisons.items()}
+    return "\n".join(lines), verdicts
+
+
+def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical") -> str:
+    """The paper's question answered in words, the paper's four corpora and CWLC apart."""
+    if not verdicts:
+        return f"No dataset has runs of both `{candidate}` and a baseline yet: no answer yet."
+    sentences = []
+    for group, datasets in (("the paper's four corpora", PAPER_DATASETS), ("CWLC", ("cwlc",))):
+        parts = []
+        for baseline, by_dataset in verdicts.items():
+            judged = {d: v for d, v in by_dataset.items() if d in datasets}
+            if not judged:
+                continue
+            comparable = {d: v for d, v in judged.items() if v != "one seed: no verdict"}
+            if not comparable:
+                parts.append(f"against `{baseline}` no verdict yet (one seed)")
+                continue
+            better = [_name(d) for d, v in comparable.items() if v == "better"]
+            worse = [_name(d) for d, v in comparable.items() if v == "worse"]
+            if len(comparable) == 1:
+                parts.append({"better": f"beats `{baseline}` beyond the seed spread",
+                              "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
+                    next(iter(comparable.values())), f"is not distinguishable from `{baseline}` within the seed spread"))
+                continue
+            part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
+            part += f" ({', '.join(better)})" if better else ""
+            part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
+            parts.append(part)
+        judged = sorted({d for by_dataset in verdicts.values() for d in by_dataset if d in datasets},
+                        key=list(datasets).index)
+        if parts and len(datasets) > 1 and len(judged) < len(datasets):  # a grid in progress
+            group = f"{', '.join(map(_name, judged))} (so far, of {group})"
+        if parts:
+            sentences.append(f"On {group}, `{candidate}` " + "; it ".join(parts) + ".")
+    return " ".join(sentences)
+
+
+def scale_text(sources: Sources) -> str:
+    """The effect of the amount of clinical text: `referrals` against `clinical`."""
+    lms = sources.lm_records()
+    referrals, clinical = lms.get("referrals-forward"), lms.get("clinical-forward")
+    if not referrals or not clinical:
+        return ""
+    text = (f"`referrals` is `general` fine-tuned on the CWLC referrals alone "
+            f"({referrals['train_characters']:,} characters), `clinical` on all open clinical text "
+            f"({clinical['train_characters']:,} characters).")
+    bpc = sources.records_dir / "lm" / "bpc.json"
+    if bpc.is_file():
+        table = pd.read_json(bpc, orient="split")
+        column = "clinical text"
+        if column in table.columns:
+            means = table.groupby("model")[column].mean()
+            if {"referrals", "clinical", "general"} <= set(means.index):
+                text += (f" On held-out clinical text (bits per character, mean of both directions, lower is "
+                         f"better): `clinical` {means['clinical']:.3f}, `referrals` {means['referrals']:.3f}, "
+                         f"`general` {means['general']:.3f}.")
+    table = results.paired_difference(sources.records, "clinical", "referrals")
+    if not table.empty:
+        text += " In micro F1, `clinical` − `referrals`: " + "; ".join(
+            f"{_name(d)} {_signed(row['difference'])} ({int(row['seeds'])} seeds, {row['verdict']})"
+            for d, row in table.iterrows()) + "."
+    return text
+
+
+def results_block(sources: Sources) -> str:
+    if sources.records.empty:
+        return progress(sources) + "\n"
+    differences, verdicts = difference_table(sources)
+    runs_done = "" if len(sources.records) == len(grid(sources.profile)) else " The tables cover the runs done so far."
+    parts = [progress(sources) + runs_done, settings_line(sources) + ":", score_table(sources)]
+    if differences:
+        parts += ["Differences in points, paired by seed; bold where the 95 % interval excludes zero and the "
+                  "difference exceeds the seed-to-seed standard deviation:", differences]
+    parts.append(verdict_text(verdicts))
+    scale = scale_text(sources)
+    if scale:
+        parts.append(scale)
+    return "\n\n".join(parts) + "\n"
+
+
+def verdict_block(sources: Sources) -> str:
+    """One paragraph for the book's introduction."""
+    if sources.records.empty:
+        return progress(sources) + "\n"
+    _, verdicts = difference_table(sources)
+    return progress(sources) + " " + verdict_text(verdicts) + " The Results chapter has the tables.\n"
+
+
+def _rate(records: pd.DataFrame) -> pd.Series:
+    timed = records.dropna(subset=["train_tokens", "training_seconds", "epochs_run"])
+    return timed["train_tokens"] * timed["epochs_run"] / timed["training_seconds"]
+
+
+def performance_block(sources: Sources) -> str:
+    rows = []
+    corpora = sources.benchmark(f"corpora_{sources.profile['name']}.json")
+    if corpora:
+        rows.append(("pre-training corpora: every source read, cleaned and written "
+                     f"(`benchmarks/results/corpora_{sources.profile['name']}.json`)", f"{corpora['seconds'] / 60:.1f} min"))
+    lms = {name: lm for name, lm in sources.lm_records().items() if lm.get("seconds") is not None}
+    if lms:
+        rows.append((f"{len(lms)} character language models (`book/records/{sources.profile['name']}/lm/`)",
+                     f"{sum(lm['seconds'] for lm in lms.values()) / 60:.0f} min"))
+    records = sources.records
+    if not records.empty:
+        rows.append((f"NER: {len(records)} runs, each a notebook from start to end (records' wall times)",
+                     f"{records['wall_seconds'].sum() / 60:.0f} min"))
+        cache = records["cache_seconds"].dropna()
+        if len(cache):
+            rows.append(("of which computing language-model vectors into the cache", f"{cache.sum() / 60:.0f} min"))
+    lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
+    if not records.empty:
+        rates = []
+        for (trainer, lm), group in records.groupby([records["trainer"], records["embeddings"] == "chars"]):
+            rate = _rate(group)
+            if len(rate):
+                what = "`chars` (character LSTM trained with the tagger)" if lm else "language-model configurations"
+                name = "flair's ModelTrainer" if trainer == "flair" else "the tensor trainer"
+                rates.append(f"{what} through {name}: median {rate.median():,.0f} training tokens/s "
+                             f"({len(rate)} runs)")
+        if rates:
+            lines += ["", "Tagger training speed on this machine, from the records: " + "; ".join(rates) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def paper_cost_block(sources: Sources) -> str:
+    """What the paper's setting costs, per measured device (``benchmarks/paper_cost.py``)."""
+    measured = [json.loads(p.read_text()) for p in sorted(sources.benchmarks.glob("paper_cost_*.json"))]
+    if not measured:
+        return "Not measured yet: `python benchmarks/paper_cost.py --json FILE`.\n"
+    headers = [f"{m['gpu'] or 'CPU, ' + str(m['cpu_threads']) + ' threads'}, {m['language_models'].split(',')[1].strip()}"
+               for m in measured]
+    lines = ["| stage (the paper's work) | " + " | ".join(headers) + " |", "|---|" + "---|" * len(measured)]
+    for index, stage in enumerate(measured[0]["stages"]):
+        cells = [f"{m['stages'][index]['measured_rate']:,.0f} {m['stages'][index]['rate_unit']}: "
+                 f"{m['stages'][index]['projected_hours']:,.1f} h" for m in measured]
+        lines.append(f"| {stage['stage']} ({stage['work']}) | " + " | ".join(cells) + " |")
+    files = ", ".join(f"`benchmarks/results/{p.name}`" for p in sorted(sources.benchmarks.glob("paper_cost_*.json")))
+    return "\n".join(lines) + f"\n\nFrom {files}.\n"
+
+
+def cache_block(sources: Sources) -> str:
+    rows = []
+    for path in sorted(sources.benchmarks.glob("embedding_cache_*.json")):
+        b = json.loads(path.read_text())
+        rows.append(f"| `{path.name}` ({b['dataset']}, {b['embeddings']}, seeds {', '.join(map(str, b['seeds']))}) | "
+                    f"{b['seconds_with_cache']:.1f} s | {b['seconds_without_cache']:.1f} s | {b['speedup']:.2f}x | "
+                    f"{'yes' if b['identical_f1'] else 'no'} |")
+    if not rows:
+        return "Not measured yet: `python benchmarks/embedding_cache.py --models-dir DIR --json FILE`.\n"
+    return "\n".join(["| measurement | with cache | without | speed-up | same F1 per seed |", "|---|---|---|---|---|",
+                      *rows]) + "\n"
+
+
+BLOCKS: dict[str, Callable[[Sources], str]] = {
+    "results": results_block,
+    "verdict": verdict_block,
+    "performance": performance_block,
+    "paper-cost": paper_cost_block,
+    "embedding-cache": cache_block,
+}
+
+
+def render(text: str, sources: Sources, path: str = "text") -> str:
+    """``text`` with every generated block written again from ``sources``."""
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in BLOCKS:
+            raise ClinflairError(f"{path}: unknown generated block {name!r}: known are {', '.join(BLOCKS)}")
+        return match["open"] + BLOCKS[name](sources) + match["close"]
+
+    return BLOCK.sub(replace, text)
+
+
+def write_documents(root: Path | str = ".", check: bool = False, profile: str = "cpu") -> list[str]:
+    """Rewrite the generated blocks of :data:`DOCUMENTS` (or, with ``check``, only compare them);
+    the documents whose text differed from the records."""
+    root = Path(root)
+    sources = Sources(root, profile)
+    stale = []
+    for name in DOCUMENTS:
+        path = root / name
+        text = path.read_text()
+        rendered = render(text, sources, name)
+        if rendered != text:
+            stale.append(name)
+            if not check:
+                path.write_text(rendered)
+    return stale

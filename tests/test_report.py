@@ -1,0 +1,75 @@
+"""The README's and the introduction's generated blocks: they say what the records say."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clinflair_utils import report
+from clinflair_utils.__main__ import main
+from clinflair_utils.errors import ClinflairError
+from clinflair_utils.ner import RunRecord, settings_for
+from clinflair_utils.profiles import load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_and_introduction_agree_with_the_committed_records() -> None:
+    assert report.write_documents(ROOT, check=True) == [], \
+        "run: python -m clinflair_utils report (the text differs from the records)"
+
+
+def _record(directory: Path, dataset: str, embeddings: str, seed: int, f1: float) -> None:
+    RunRecord(
+        dataset=dataset, embeddings=embeddings, seed=seed, profile="cpu",
+        hyperparameters=vars(settings_for(load_profile("cpu"))), train_sentences=100,
+        train_sentences_available=100, train_tokens=2_000, test_sentences=50, epochs_run=3,
+        embedding_storage_mode="cpu", embedding_cache=None, versions={}, device="cpu", wall_seconds=60.0,
+        training_seconds=30.0,
+        micro_f1=f1, macro_f1=f1, micro_precision=f1, micro_recall=f1, per_type={}, trainer="tensor",
+    ).save(directory / f"{dataset}__{embeddings}__{seed}.json")
+
+
+@pytest.fixture()
+def book_copy(tmp_path: Path) -> Path:
+    """The documents and benchmarks of the repository, with made-up records of known scores."""
+    for name in report.DOCUMENTS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
+    records = tmp_path / "book" / "records" / "cpu"
+    shutil.copytree(ROOT / "book" / "records" / "cpu" / "lm", records / "lm")
+    for seed, (clinical, general) in enumerate([(0.60, 0.50), (0.62, 0.51), (0.61, 0.52)], start=1):
+        _record(records, "nubes", "clinical", seed, clinical)
+        _record(records, "nubes", "general", seed, general)
+        _record(records, "cwlc", "clinical", seed, 0.40 + seed / 100)
+        _record(records, "cwlc", "general", seed, 0.41 + seed / 100)
+    return tmp_path
+
+
+def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy: Path) -> None:
+    assert set(report.write_documents(book_copy)) == set(report.DOCUMENTS)
+    readme = (book_copy / "README.md").read_text()
+    # NUBes: clinical 61.0 (sd 1.0) beats general 51.0 by +10.0 in every seed; CWLC: -1.0 each seed
+    assert "| NUBes | 51.0 ± 1.0 (3) | **61.0 ± 1.0 (3)** |" in readme
+    assert "| NUBes | **+10.0 [+7.5, +12.5]** | 3 |" in readme
+    # CWLC: -1.0 in every seed, no more than the seed-to-seed spread (1.0): not a verdict
+    assert "| CWLC | -1.0 [-1.0, -1.0] | 3 |" in readme
+    assert "12 of 75 runs are done" in readme and "seed 1: 4 of 25" in readme
+    assert ("On NUBes (so far, of the paper's four corpora), `clinical` beats `general` beyond the seed spread. On CWLC, "
+            "`clinical` is not distinguishable from `general` within the seed spread.") in readme
+    assert report.write_documents(book_copy, check=True) == []
+    edited = readme.replace("+10.0 [+7.5", "+11.0 [+7.5")
+    (book_copy / "README.md").write_text(edited)
+    assert report.write_documents(book_copy, check=True) == ["README.md"]
+    assert main(["report", "--root", str(book_copy), "--check"]) == 1
+    assert main(["report", "--root", str(book_copy)]) == 0
+    assert (book_copy / "README.md").read_text() == readme
+
+
+def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
+    (book_copy / "book" / "intro.md").write_text("<!-- clinflair:nonsense -->\n<!-- /clinflair:nonsense -->\n")
+    with pytest.raises(ClinflairError, match=r"book/intro\.md: unknown generated block 'nonsense'"):
+        report.write_documents(book_copy)
