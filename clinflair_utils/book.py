@@ -188,6 +188,18 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
                 "output_dir": rel(run_dir), "models_dir": rel(paths.models), "cache_dir": rel(paths.work / "cache")}
 
     runs = grid(profile)
+    # the run the NER chapter shows goes first, so that the chapter exists while the grid goes on
+    example = tuple(profile["ner"].get("example") or runs[0])
+    if example not in runs:
+        raise ClinflairError(f"profile {profile['name']}: its NER example {list(example)} is not a run of its grid")
+    runs = [example] + [run for run in runs if run != example]
+    chapter_ner = paths.book / "ner.ipynb"
+
+    def show_example() -> None:
+        shown = paths.work / "ner" / run_name(*example) / "run.ipynb"
+        if is_complete(shown) and (force or not is_complete(chapter_ner, run_parameters(*example))):
+            copy_file(shown, chapter_ner)
+
     paths.records.mkdir(parents=True, exist_ok=True)
     settings = settings_for(profile)
     lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (paths.records / "lm").glob("*.json")}
@@ -211,6 +223,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
                     run_parameters(dataset, embeddings, seed), cwd)
             copy_file(run_dir / "record.json", record)
             report.executed.append(name)
+            if (dataset, embeddings, seed) == example:
+                show_example()
         except Exception as error:
             report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
             failed_runs += 1
@@ -219,12 +233,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     bar.set_postfix_str(f"elapsed {time.time() - started:.0f} s")
     bar.close()
 
-    # the NER chapter shows one run of the grid as executed: the profile's example, or the first run
-    example = tuple(profile["ner"].get("example") or runs[0])
-    shown = paths.work / "ner" / run_name(*example) / "run.ipynb"
-    chapter_ner = paths.book / "ner.ipynb"
-    if is_complete(shown) and (force or not is_complete(chapter_ner, run_parameters(*example))):
-        shutil.copyfile(shown, chapter_ner)
+    show_example()
 
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
                          "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
