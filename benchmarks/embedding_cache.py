@@ -52,16 +52,16 @@ def main() -> None:
                                        models_dir=args.models_dir, cache_dir=Path(scratch) / "cache",
                                        corpus=corpus)
                 results[mode].append(record)
-                print(f"{mode:>8} seed {seed}: {record['wall_seconds']:7.1f} s  micro F1 {record['micro_f1']:.4f}",
+                print(f"{mode:>8} seed {seed}: {record.wall_seconds:7.1f} s  micro F1 {record.micro_f1:.4f}",
                       flush=True)
             results[mode + " seconds"] = time.time() - started
     cached, uncached = results["cache seconds"], results["no cache seconds"]
-    identical = [a["micro_f1"] == b["micro_f1"] and a["per_type"] == b["per_type"]
+    identical = [a.micro_f1 == b.micro_f1 and a.per_type == b.per_type
                  for a, b in zip(results["cache"], results["no cache"])]
     first = results["cache"][0]
-    print(f"\n{args.dataset} x {args.embeddings} x seeds {args.seeds}: {first['train_sentences']} training "
-          f"sentences, {first['hyperparameters']['max_epochs']} epochs, {first['test_sentences']} test sentences")
-    print(f"with cache:    {cached:8.1f} s (language models run once: {first['embedding_cache']['seconds']} s)")
+    print(f"\n{args.dataset} x {args.embeddings} x seeds {args.seeds}: {first.train_sentences} training "
+          f"sentences, {first.settings.max_epochs} epochs, {first.test_sentences} test sentences")
+    print(f"with cache:    {cached:8.1f} s (language models run once: {first.embedding_cache['seconds']} s)")
     print(f"without cache: {uncached:8.1f} s")
     print(f"speed-up: {uncached / cached:.2f}x; identical F1 for every seed: {all(identical)}")
     if args.json:

@@ -12,6 +12,7 @@ from its checkpoint. A failing run is reported with its notebook and error; the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import torch
 from tqdm import tqdm
 
 from .errors import ClinflairError
@@ -86,23 +88,39 @@ def run_name(dataset: str, embeddings: str, seed: int) -> str:
     return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
 
 
-def is_complete(notebook: Path, parameters: dict | None = None) -> bool:
+# what each chapter's content depends on, besides its parameters: the profile sections it reads
+CHAPTER_SECTIONS = {"pretraining": ("pretraining",), "embeddings": ("pretraining",), "tutorial": ("pretraining",),
+                    "results": ("ner",)}
+
+
+def profile_digest(profile: dict, sections: tuple[str, ...]) -> str:
+    """A hash of the profile's ``sections``: a chapter made with other settings is not done."""
+    content = json.dumps({section: profile.get(section) for section in sections}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def is_complete(notebook: Path, parameters: dict | None = None, digest: str | None = None) -> bool:
     """True if papermill executed ``notebook`` to the end without an exception (with ``parameters``,
-    when given: a chapter executed for another profile is not done for this one)."""
+    when given: a chapter executed for another profile is not done for this one; with ``digest``, a
+    chapter made with other profile settings is not done either)."""
     if not notebook.is_file():
         return False
     try:
-        metadata = nbformat.read(notebook, as_version=4).metadata.get("papermill", {})
+        notebook_metadata = nbformat.read(notebook, as_version=4).metadata
     except Exception:  # a notebook cut off mid-write is incomplete
         return False
+    metadata = notebook_metadata.get("papermill", {})
     if parameters is not None and metadata.get("parameters") != parameters:
+        return False
+    if digest is not None and notebook_metadata.get("clinflair", {}).get("profile_sha256") != digest:
         return False
     # papermill records exception None (or False) on success, True on failure; no end_time if killed
     return not metadata.get("exception") and metadata.get("end_time") is not None
 
 
-def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
-    """papermill ``template`` into ``target`` with ``parameters``, run from ``cwd``."""
+def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: str | None = None) -> None:
+    """papermill ``template`` into ``target`` with ``parameters``, run from ``cwd``; ``digest`` (of
+    the profile settings it was made with) is kept in the notebook's metadata."""
     target.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
                                progress_bar=False, log_output=False, kernel_name="python3")
@@ -112,6 +130,8 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path) -> None:
     for key in ("input_path", "output_path", "cwd"):
         if metadata.get(key):
             metadata[key] = os.path.relpath(metadata[key], cwd)
+    if digest is not None:
+        notebook.metadata["clinflair"] = {"profile_sha256": digest}
     nbformat.write(notebook, target)
 
 
@@ -132,6 +152,9 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
+    if profile.get("device", "cpu") == "cuda" and not torch.cuda.is_available() and not from_records:
+        raise ClinflairError(f"profile {profile['name']} is made for a GPU (device: cuda) and torch sees none "
+                             "here: use a GPU runtime (Colab: Runtime > Change runtime type), or a CPU profile")
     paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
     if paths.root != paths.source:
         for name in BOOK_SOURCES:
@@ -142,13 +165,14 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
 
     def chapter(name: str, parameters: dict) -> bool:
         target = paths.book / f"{name}.ipynb"
-        if not force and is_complete(target, parameters):
+        digest = profile_digest(profile, CHAPTER_SECTIONS[name])
+        if not force and is_complete(target, parameters, digest):
             report.skipped.append(name)
             return True
         print(f"[{profile['name']}] executing {name} ...", flush=True)
         started = time.time()
         try:
-            execute(paths.templates / f"{name}.ipynb", target, parameters, cwd)
+            execute(paths.templates / f"{name}.ipynb", target, parameters, cwd, digest)
         except Exception as error:  # papermill's execution error names the cell; keep going
             report.failed[name] = f"{target}: {_one_line(error)}"
             print(f"[{profile['name']}] FAILED {name}: {report.failed[name]}", flush=True)
@@ -195,9 +219,9 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     runs = [example] + [run for run in runs if run != example]
     chapter_ner = paths.book / "ner.ipynb"
 
-    def show_example() -> None:
+    def show_example(just_run: bool = False) -> None:
         shown = paths.work / "ner" / run_name(*example) / "run.ipynb"
-        if is_complete(shown) and (force or not is_complete(chapter_ner, run_parameters(*example))):
+        if is_complete(shown) and (just_run or not is_complete(chapter_ner, run_parameters(*example))):
             copy_file(shown, chapter_ner)
 
     paths.records.mkdir(parents=True, exist_ok=True)
@@ -224,7 +248,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
             copy_file(run_dir / "record.json", record)
             report.executed.append(name)
             if (dataset, embeddings, seed) == example:
-                show_example()
+                show_example(just_run=True)
         except Exception as error:
             report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
             failed_runs += 1

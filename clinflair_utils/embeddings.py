@@ -120,11 +120,20 @@ def cacheable(embeddings: StackedEmbeddings) -> list[FlairEmbeddings]:
     return [e for e in embeddings.embeddings if isinstance(e, FlairEmbeddings) and not e.fine_tune]
 
 
+PRECISIONS = {"model": None, "float16": torch.float16}  # None: the language model's own dtype
+
+
 def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
-                   batch_size: int = 32) -> tuple[CacheReport, list[torch.Tensor]]:
+                   batch_size: int = 32, precision: str = "model") -> tuple[CacheReport, list[torch.Tensor]]:
     """Every token's vectors from each frozen LM of ``embeddings``, computed at most once per (model,
-    sentences) and kept on disk: one ``(tokens, dimensions)`` tensor per LM, in the stack's order,
-    rows in sentence order, memory-mapped from its cache file (read as the rows are used)."""
+    sentences, precision) and kept on disk: one ``(tokens, dimensions)`` tensor per LM, in the stack's
+    order, rows in sentence order, memory-mapped from its cache file (read as the rows are used).
+
+    ``precision`` "float16" halves the disk and memory of large models' vectors (the paper's models:
+    4,096 values a token for the pair); "model" keeps the language model's dtype.
+    """
+    if precision not in PRECISIONS:
+        raise ClinflairError(f"unknown cache precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     report = CacheReport()
@@ -132,7 +141,8 @@ def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cac
     expected = sum(len(s) for s in sentences)
     tables = []
     for embedding in cacheable(embeddings):
-        path = cache_dir / f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-{data_key[:CACHE_KEY_CHARS]}.pt"
+        suffix = "" if precision == "model" else f"-{precision}"
+        path = cache_dir / f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-{data_key[:CACHE_KEY_CHARS]}{suffix}.pt"
         report.files.append(str(path))
         if path.is_file():
             report.hits += 1
@@ -140,7 +150,7 @@ def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cac
             # filled batch by batch: flair's token vectors are views of the whole batch's hidden
             # states, so keeping them until the end would hold every batch's states in memory
             vectors = torch.empty((expected, embedding.embedding_length),
-                                  dtype=next(embedding.lm.parameters()).dtype)
+                                  dtype=PRECISIONS[precision] or next(embedding.lm.parameters()).dtype)
             filled = 0
             for start in range(0, len(sentences), batch_size):
                 batch = sentences[start:start + batch_size]

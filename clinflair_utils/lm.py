@@ -14,6 +14,7 @@ A finished model is marked by ``training.json`` and is not trained again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from flair.models import LanguageModel
 from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
 
 from .errors import ClinflairError
+from .files import write_json
 
 # flair's trainer builds a CUDA GradScaler on every call, which torch now warns about
 warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
@@ -141,9 +143,37 @@ def train_language_model(
     """
     corpus_dir, model_dir = Path(corpus_dir), Path(model_dir)
     if is_trained(model_dir):
-        return json.loads((model_dir / DONE_FILE).read_text())
+        record = json.loads((model_dir / DONE_FILE).read_text())
+        changed = _changed_since(record, corpus_dir, config, init_from)
+        if not changed:
+            return record
+        print(f"{model_dir.name}: made with another {changed}; training it again")
+        for stale in (DONE_FILE, MODEL_FILE, "checkpoint.pt", "loss.txt"):
+            (model_dir / stale).unlink(missing_ok=True)
     with quiet_flair_console():
         return _train(corpus_dir, model_dir, config, forward, dictionary, init_from, seed)
+
+
+def _file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _changed_since(record: dict, corpus_dir: Path, config: LMConfig, init_from) -> str | None:
+    """What differs between a finished model's record and what it would be trained with now: the
+    settings, the training text, or the model it continues (None: nothing, the model is current).
+    Records written before the starting model's hash was kept are not checked for it."""
+    if record.get("config") != asdict(config):
+        return "configuration"
+    if record.get("train_characters") != sum(_train_chars(corpus_dir)):
+        return "training corpus"
+    if "init_sha256" in record and isinstance(init_from, (str, Path)) and \
+            record["init_sha256"] != _file_sha256(init_from):
+        return "starting model"
+    return None
 
 
 def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
@@ -201,6 +231,7 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         "direction": "forward" if forward else "backward",
         "corpus": str(corpus_dir),
         "init_from": str(init_from) if isinstance(init_from, (str, Path)) else None,
+        "init_sha256": _file_sha256(init_from) if isinstance(init_from, (str, Path)) else None,
         "config": asdict(config),
         "seed": seed,
         "updates": planned_updates(corpus_dir, config),
@@ -209,7 +240,7 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         "resumed_from": resumed_from,
         "best_valid_bpc": round(float(curve["valid_bpc"].min()), 4),
     }
-    (model_dir / DONE_FILE).write_text(json.dumps(record, indent=2))
+    write_json(model_dir / DONE_FILE, record)
     for leftover in [model_dir / "checkpoint.pt", *model_dir.glob("epoch_*.pt")]:
         leftover.unlink(missing_ok=True)
     return record

@@ -59,6 +59,7 @@ class NerSettings:
     # "flair": flair's ModelTrainer; "tensor": the same tagger trained from the cached vectors in
     # padded batches (train_from_tensors), for cached language models and character embeddings
     trainer: str = "flair"
+    cache_precision: str = "model"  # "float16": cached language-model vectors in half precision
 
 
 TRAINERS = ("flair", "tensor")
@@ -351,7 +352,7 @@ def run_ner(
         if cache_dir is None:
             raise ClinflairError("use_cache needs a cache_dir")
         embedding_started = time.time()
-        report, tables = cached_vectors(train + test, stack, cache_dir)
+        report, tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision)
         train_tokens = sum(len(sentence) for sentence in train)
         # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
         attach_vectors(test if trainer == "tensor" else train + test, stack, tables,

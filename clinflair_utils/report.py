@@ -22,19 +22,9 @@ from .errors import ClinflairError
 from .profiles import load_profile
 
 DOCUMENTS = ("README.md", "book/intro.md")
+TRAINER_NAMES = {"flair": "flair's ModelTrainer", "tensor": "the tensor trainer"}
 BLOCK = re.compile(r"(?P<open><!-- clinflair:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(?P<close><!-- /clinflair:(?P=name) -->)",
                    re.DOTALL)
-PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
-DATASET_NAMES = {"cantemist": "CANTEMIST", "pharmaconer": "PharmaCoNER", "nubes": "NUBes",
-                 "ct-ebm-sp": "CT-EBM-SP", "cwlc": "CWLC"}
-
-
-def _name(dataset: str) -> str:
-    return DATASET_NAMES.get(dataset, dataset)
-
-
-def _points(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
 
 def _signed(value: float) -> str:
@@ -60,19 +50,7 @@ class Sources:
 
 
 def progress(sources: Sources) -> str:
-    """How much of the profile's grid the records hold."""
-    runs = grid(sources.profile)
-    done = {(r.dataset, r.embeddings, r.seed) for r in sources.records.itertuples()}
-    seeds = sources.profile["ner"]["seeds"]
-    per_seed = [sum((d, e, s) in done for d, e, _ in runs if _ == s) for s in seeds]
-    total_per_seed = len(runs) // len(seeds)
-    if len(done) == len(runs):
-        return f"All {len(runs)} runs of the `{sources.profile['name']}` grid are done."
-    if not done:
-        return f"**No run of the `{sources.profile['name']}` grid ({len(runs)} runs) is done yet.**"
-    return (f"**The `{sources.profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** "
-            f"(" + ", ".join(f"seed {s}: {n} of {total_per_seed}" for s, n in zip(seeds, per_seed))
-            + ").")
+    return results.grid_progress(sources.records, sources.profile)
 
 
 def settings_line(sources: Sources) -> str:
@@ -102,7 +80,7 @@ def score_table(sources: Sources) -> str:
                 continue
             text = f"{mean:.1f}" + (f" ± {sd:.1f}" if not pd.isna(sd) else "") + f" ({int(n)})"
             cells.append(f"**{text}**" if mean == best else text)
-        lines.append(f"| {_name(dataset)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nIn brackets: the number of seeds."
 
 
@@ -128,44 +106,9 @@ def difference_table(sources: Sources, candidate: str = "clinical",
             text = _signed(row["difference"]) + (f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
                                                  if row["seeds"] > 1 else "")
             cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
-        lines.append(f"| {_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
+        lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
     verdicts = {b: dict(t["verdict"]) for b, t in comparisons.items()}
     return "\n".join(lines), verdicts
-
-
-def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical") -> str:
-    """The paper's question answered in words, the paper's four corpora and CWLC apart."""
-    if not verdicts:
-        return f"No dataset has runs of both `{candidate}` and a baseline yet: no answer yet."
-    sentences = []
-    for group, datasets in (("the paper's four corpora", PAPER_DATASETS), ("CWLC", ("cwlc",))):
-        parts = []
-        for baseline, by_dataset in verdicts.items():
-            judged = {d: v for d, v in by_dataset.items() if d in datasets}
-            if not judged:
-                continue
-            comparable = {d: v for d, v in judged.items() if v != "one seed: no verdict"}
-            if not comparable:
-                parts.append(f"against `{baseline}` no verdict yet (one seed)")
-                continue
-            better = [_name(d) for d, v in comparable.items() if v == "better"]
-            worse = [_name(d) for d, v in comparable.items() if v == "worse"]
-            if len(comparable) == 1:
-                parts.append({"better": f"beats `{baseline}` beyond the seed spread",
-                              "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
-                    next(iter(comparable.values())), f"is not distinguishable from `{baseline}` within the seed spread"))
-                continue
-            part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
-            part += f" ({', '.join(better)})" if better else ""
-            part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
-            parts.append(part)
-        judged = sorted({d for by_dataset in verdicts.values() for d in by_dataset if d in datasets},
-                        key=list(datasets).index)
-        if parts and len(datasets) > 1 and len(judged) < len(datasets):  # a grid in progress
-            group = f"{', '.join(map(_name, judged))} (so far, of {group})"
-        if parts:
-            sentences.append(f"On {group}, `{candidate}` " + "; it ".join(parts) + ".")
-    return " ".join(sentences)
 
 
 def scale_text(sources: Sources) -> str:
@@ -190,7 +133,7 @@ def scale_text(sources: Sources) -> str:
     table = results.paired_difference(sources.records, "clinical", "referrals")
     if not table.empty:
         text += " In micro F1, `clinical` − `referrals`: " + "; ".join(
-            f"{_name(d)} {_signed(row['difference'])} ({int(row['seeds'])} seeds, {row['verdict']})"
+            f"{results.dataset_name(d)} {_signed(row['difference'])} ({int(row['seeds'])} seeds, {row['verdict']})"
             for d, row in table.iterrows()) + "."
     return text
 
@@ -204,7 +147,7 @@ def results_block(sources: Sources) -> str:
     if differences:
         parts += ["Differences in points, paired by seed; bold where the 95 % interval excludes zero and the "
                   "difference exceeds the seed-to-seed standard deviation:", differences]
-    parts.append(verdict_text(verdicts))
+    parts.append(results.verdict_text(verdicts))
     scale = scale_text(sources)
     if scale:
         parts.append(scale)
@@ -216,12 +159,7 @@ def verdict_block(sources: Sources) -> str:
     if sources.records.empty:
         return progress(sources) + "\n"
     _, verdicts = difference_table(sources)
-    return progress(sources) + " " + verdict_text(verdicts) + " The Results chapter has the tables.\n"
-
-
-def _rate(records: pd.DataFrame) -> pd.Series:
-    timed = records.dropna(subset=["train_tokens", "training_seconds", "epochs_run"])
-    return timed["train_tokens"] * timed["epochs_run"] / timed["training_seconds"]
+    return progress(sources) + " " + results.verdict_text(verdicts) + " The Results chapter has the tables.\n"
 
 
 def performance_block(sources: Sources) -> str:
@@ -243,16 +181,13 @@ def performance_block(sources: Sources) -> str:
             rows.append(("of which computing language-model vectors into the cache", f"{cache.sum() / 60:.0f} min"))
     lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
     if not records.empty:
-        rates = []
-        for (trainer, lm), group in records.groupby([records["trainer"], records["embeddings"] == "chars"]):
-            rate = _rate(group)
-            if len(rate):
-                what = "`chars` (character LSTM trained with the tagger)" if lm else "language-model configurations"
-                name = "flair's ModelTrainer" if trainer == "flair" else "the tensor trainer"
-                rates.append(f"{what} through {name}: median {rate.median():,.0f} training tokens/s "
-                             f"({len(rate)} runs)")
+        speed = results.training_speed(records)
+        rates = [f"{'`chars`' if configuration == 'chars' else 'language-model configurations'} through "
+                 f"{TRAINER_NAMES.get(trainer, trainer)} on {device}: "
+                 f"median {row['median tokens/s']:,.0f} training tokens/s ({row['runs']} runs)"
+                 for (trainer, configuration, device), row in speed.iterrows()]
         if rates:
-            lines += ["", "Tagger training speed on this machine, from the records: " + "; ".join(rates) + "."]
+            lines += ["", "Tagger training speed, from the records: " + "; ".join(rates) + "."]
     return "\n".join(lines) + "\n"
 
 

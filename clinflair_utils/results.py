@@ -17,6 +17,13 @@ from scipy import stats
 from .ner import RunRecord
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
+PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
+DATASET_NAMES = {"cantemist": "CANTEMIST", "pharmaconer": "PharmaCoNER", "nubes": "NUBes",
+                 "ct-ebm-sp": "CT-EBM-SP", "cwlc": "CWLC"}
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
 
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
@@ -164,12 +171,122 @@ def answer(records: pd.DataFrame, candidate: str = "clinical",
     return "\n".join([f"`{candidate}` " + "; it ".join(totals) + " (micro F1 points).", ""] + lines)
 
 
+def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical") -> str:
+    """The paper's question answered in words, the paper's four corpora and CWLC apart, from
+    :func:`paired_difference`'s verdicts by baseline and dataset."""
+    if not verdicts:
+        return f"No dataset has runs of both `{candidate}` and a baseline yet: no answer yet."
+    sentences = []
+    for group, datasets in (("the paper's four corpora", PAPER_DATASETS), ("CWLC", ("cwlc",))):
+        parts = []
+        for baseline, by_dataset in verdicts.items():
+            judged = {d: v for d, v in by_dataset.items() if d in datasets}
+            if not judged:
+                continue
+            comparable = {d: v for d, v in judged.items() if v != "one seed: no verdict"}
+            if not comparable:
+                parts.append(f"against `{baseline}` no verdict yet (one seed)")
+                continue
+            better = [dataset_name(d) for d, v in comparable.items() if v == "better"]
+            worse = [dataset_name(d) for d, v in comparable.items() if v == "worse"]
+            if len(comparable) == 1:
+                parts.append({"better": f"beats `{baseline}` beyond the seed spread",
+                              "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
+                    next(iter(comparable.values())), f"is not distinguishable from `{baseline}` within the seed spread"))
+                continue
+            part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
+            part += f" ({', '.join(better)})" if better else ""
+            part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
+            parts.append(part)
+        judged = sorted({d for by_dataset in verdicts.values() for d in by_dataset if d in datasets},
+                        key=list(datasets).index)
+        if parts and len(datasets) > 1 and len(judged) < len(datasets):  # a grid in progress
+            group = f"{', '.join(map(dataset_name, judged))} (so far, of {group})"
+        if parts:
+            sentences.append(f"On {group}, `{candidate}` " + "; it ".join(parts) + ".")
+    return " ".join(sentences)
+
+
+def verdicts(records: pd.DataFrame, candidate: str = "clinical",
+             baselines: tuple[str, ...] = ("general", "control")) -> dict[str, dict[str, str]]:
+    """:func:`paired_difference`'s verdict per baseline and dataset (baselines without runs left out)."""
+    tables = {b: paired_difference(records, candidate, b) for b in baselines}
+    return {b: dict(t["verdict"]) for b, t in tables.items() if not t.empty}
+
+
+def grid_progress(records: pd.DataFrame, profile: dict) -> str:
+    """How much of the profile's NER grid (datasets x embeddings x seeds) the records hold."""
+    ner = profile["ner"]
+    runs = {(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]}
+    done = {(r.dataset, r.embeddings, r.seed) for r in records.itertuples()} & runs
+    if len(done) == len(runs):
+        return f"All {len(runs)} runs of the `{profile['name']}` grid are done."
+    if not done:
+        return f"**No run of the `{profile['name']}` grid ({len(runs)} runs) is done yet.**"
+    per_seed = ", ".join(f"seed {s}: {sum(run[2] == s for run in done)} of {len(runs) // len(ner['seeds'])}"
+                         for s in ner["seeds"])
+    return f"**The `{profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** ({per_seed})."
+
+
+def interval_note(records: pd.DataFrame) -> str:
+    """What the 95 % interval costs with the seeds at hand (written for the records, not assumed)."""
+    seeds = records.groupby(["dataset", "embeddings"])["seed"].nunique()
+    if seeds.empty or seeds.max() < 2:
+        return "With one seed per configuration there is no interval and no verdict, only the difference."
+    n = int(seeds.max())
+    return (f"With {n} seeds the 95 % interval of a paired difference uses t = {stats.t.ppf(0.975, n - 1):.2f} "
+            f"on {n - 1} degrees of freedom" + (": a conservative reading." if n < 6 else "."))
+
+
+def reasons(profile: dict, records: pd.DataFrame) -> str:
+    """Why the answer here can differ from the paper's, for this profile's setting (Markdown)."""
+    pre, settings = profile["pretraining"], profile["ner"]["settings"]
+    items = []
+    if pre.get("base_models"):
+        items.append("**Clinical text.** The general models are flair's published ones, as in the paper, but "
+                     "the paper's 50 million words of referrals are not public: they are fine-tuned on the open "
+                     "Spanish clinical text of the pre-training chapter, mostly clinical case reports from Spain.")
+    else:
+        general = pre["general"]
+        items.append(f"**Model size.** These language models have {general['nlayers']} layer of "
+                     f"{general['hidden_size']} units, trained here for {general['max_epochs']} epoch(s) from "
+                     "scratch; the paper fine-tuned flair's large Spanish Wikipedia models for over a week. A "
+                     "small model captures less of a domain, and its vectors give the tagger less to use.")
+        items.append("**The general baseline is not Wikipedia-scale.** *general* is trained on general "
+                     "Spanish text (novels, news, UD treebanks), far less than flair's Wikipedia models saw, so "
+                     "any further training may help it; *control* measures exactly that, which the paper's "
+                     "comparison could not.")
+        items.append("**Clinical text.** The paper's 50 million words of referrals are not public. The clinical "
+                     "models are fine-tuned on the open Spanish clinical text of the pre-training chapter (the "
+                     "setting table gives its size), mostly clinical case reports from Spain, with the CWLC "
+                     "referrals that survive decontamination.")
+    items.append("**CWLC is in-domain for clinical text.** The CWLC train and dev referrals are pre-training "
+                 "text (whatever shares text with a test split removed), so the tagger's test referrals come "
+                 "from the same source, hospitals and writing habits. A gain on CWLC shows domain adaptation "
+                 "working, but says little about Spanish clinical text in general.")
+    paper_tagger = settings["optimizer"] == "sgd" and settings["max_epochs"] >= 150 and not settings.get("max_train_sentences")
+    if not paper_tagger:
+        sample = (f"a fixed sample of {settings['max_train_sentences']:,} training sentences"
+                  if settings.get("max_train_sentences") else "every training sentence")
+        items.append(f"**The tagger is trained briefly.** {settings['optimizer']} for {settings['max_epochs']} "
+                     f"epochs on {sample}, not up to 150 SGD epochs: absolute F1 is below what the architecture "
+                     "reaches, and differences between embeddings can shrink or grow when the tagger is "
+                     "under-trained.")
+    seeds = sorted(records["seed"].unique()) if len(records) else profile["ner"]["seeds"]
+    items.append(f"**Seeds.** The paper reports one run per configuration (seed 123); here every configuration "
+                 f"has {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), and a verdict counts only differences "
+                 "larger than their spread.")
+    return "\n".join(f"- {item}" for item in items)
+
+
 def per_type_table(records: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Mean F1 per entity type (rows) and embeddings (columns) for one dataset, in points."""
     rows = [{"type": entity_type, "embeddings": run.embeddings, "f1": scores["f1"], "support": scores["support"]}
             for run in records[records["dataset"] == dataset].itertuples()
             for entity_type, scores in run.per_type.items()]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["type", "embeddings", "f1", "support"])
+    if frame.empty:
+        return pd.DataFrame(columns=["test support"])
     table = frame.pivot_table(index="type", columns="embeddings", values="f1", aggfunc="mean") * 100
     table = table[_ordered(table.columns)]
     table.insert(0, "test support", frame.groupby("type")["support"].first())
@@ -303,3 +420,15 @@ def paper_cost_table(cost: dict) -> pd.DataFrame:
 def timing_table(records: pd.DataFrame) -> pd.DataFrame:
     """Wall time per run on the machine that ran it: mean seconds per dataset and embeddings."""
     return records.pivot_table(index="dataset", columns="embeddings", values="wall_seconds", aggfunc="mean").round(1)
+
+
+def training_speed(records: pd.DataFrame) -> pd.DataFrame:
+    """The tagger's training tokens per second (tokens x epochs / training seconds), per trainer and
+    kind of configuration, median over runs; records without token counts are left out."""
+    timed = records.dropna(subset=["train_tokens", "training_seconds", "epochs_run"]).copy()
+    if timed.empty:
+        return pd.DataFrame(columns=["runs", "median tokens/s"])
+    timed["tokens/s"] = timed["train_tokens"] * timed["epochs_run"] / timed["training_seconds"]
+    timed["configuration"] = timed["embeddings"].map(lambda e: "chars" if e == "chars" else "language models")
+    grouped = timed.groupby(["trainer", "configuration", "device"])["tokens/s"]
+    return pd.DataFrame({"runs": grouped.size(), "median tokens/s": grouped.median().round(0)})

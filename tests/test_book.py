@@ -158,3 +158,21 @@ def test_kept_models_travel_with_the_book_and_come_back(tmp_path: Path) -> None:
     (model / "training.json").write_text('{"seconds": 2}')
     keep_models(paths)
     assert (kept / "clinical-forward" / "best-lm.pt").read_bytes() == b"retrained"
+
+
+def test_a_chapter_made_with_other_profile_settings_is_not_done(tmp_path: Path) -> None:
+    from clinflair_utils.book import profile_digest
+    from clinflair_utils.profiles import load_profile
+
+    executed = ROOT / "book" / "pretraining.ipynb"
+    ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]
+    profile = load_profile("cpu")
+    notebook = nbformat.read(executed, as_version=4)
+    notebook.metadata["clinflair"] = {"profile_sha256": profile_digest(profile, ("pretraining",))}
+    nbformat.write(notebook, tmp_path / "pretraining.ipynb")
+    assert is_complete(tmp_path / "pretraining.ipynb", ran_with, profile_digest(profile, ("pretraining",)))
+    edited = {**profile, "pretraining": {**profile["pretraining"], "finetune": {"max_epochs": 2}}}
+    assert not is_complete(tmp_path / "pretraining.ipynb", ran_with, profile_digest(edited, ("pretraining",)))
+    # the NER settings are not what the pre-training chapter depends on
+    other_ner = {**profile, "ner": {}}
+    assert profile_digest(other_ner, ("pretraining",)) == profile_digest(profile, ("pretraining",))

@@ -253,3 +253,17 @@ def test_a_file_that_is_not_a_run_record_is_refused_with_its_path(tmp_path: Path
     (tmp_path / "cut.json").write_text('{"dataset": "nu')
     with pytest.raises(ClinflairError, match=r"cut\.json: not a readable run record"):
         ner.RunRecord.load(tmp_path / "cut.json")
+
+
+def test_half_precision_cache_is_a_separate_file_close_to_the_models_vectors(models: Path, nubes,
+                                                                            tmp_path: Path) -> None:
+    sentences = list(nubes.test)[:40]
+    stack = emb.resolve_embeddings("clinical", models)
+    full_report, full = emb.cached_vectors(sentences, stack, tmp_path)
+    half_report, half = emb.cached_vectors(sentences, stack, tmp_path, precision="float16")
+    assert half_report.misses == 2 and set(half_report.files).isdisjoint(full_report.files)
+    assert [t.dtype for t in half] == [torch.float16] * 2 and [t.dtype for t in full] == [torch.float32] * 2
+    for a, b in zip(full, half):
+        assert torch.allclose(a, b.float(), atol=1e-2, rtol=1e-2)
+    with pytest.raises(ClinflairError, match="unknown cache precision 'int8'"):
+        emb.cached_vectors(sentences, stack, tmp_path, precision="int8")

@@ -131,3 +131,20 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     assert curve.iloc[: len(done_before)].equals(done_before)
     assert curve["epoch"].max() == 2 and lm.is_trained(model_dir)
     assert not checkpoint.exists()
+
+
+def test_a_model_made_with_other_settings_is_trained_again(pretrained: Path, tmp_path: Path) -> None:
+    """Done means made with these settings, this text and this starting model, not only 'a file exists'."""
+    tiny = dict(hidden_size=16, embedding_size=8, sequence_length=50, mini_batch_size=8, max_epochs=1)
+    dictionary = lm.load_dictionary(pretrained / "models" / "dictionary.pkl")
+    corpus = pretrained / "corpora" / "clinical"
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    first = lm.train_language_model(corpus, base, lm.LMConfig(**tiny), True, dictionary)
+    assert lm.train_language_model(corpus, base, lm.LMConfig(**tiny), True, dictionary) == first
+    tuned_first = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / lm.MODEL_FILE)
+    tuned_before = (tuned / lm.MODEL_FILE).read_bytes()
+    other = lm.train_language_model(corpus, base, lm.LMConfig(**{**tiny, "learning_rate": 5.0}), True, dictionary)
+    assert other["config"]["learning_rate"] == 5.0 and other != first
+    # its starting model changed: the fine-tuned model is made again from the new one
+    again = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / lm.MODEL_FILE)
+    assert again["init_sha256"] != tuned_first["init_sha256"] and (tuned / lm.MODEL_FILE).read_bytes() != tuned_before
