@@ -220,7 +220,41 @@ def cache_block(sources: Sources) -> str:
                       *rows]) + "\n"
 
 
+def optimizer_block(sources: Sources) -> str:
+    measured = sources.benchmark("optimizer_cpu.json")
+    if not measured:
+        return ("Not measured yet: `python benchmarks/optimizer.py --models-dir output/cpu/pretraining/models "
+                "--json benchmarks/results/optimizer_cpu.json`.\n")
+    rows = [f"| {optimizer} at {runs[0]['learning_rate']} | {100 * measured['micro_f1_mean'][optimizer]:.1f} ± "
+            f"{100 * (measured['micro_f1_sd'][optimizer] or 0):.1f} | {len(runs)} |"
+            for optimizer, runs in measured["runs"].items()]
+    return "\n".join([f"| optimizer ({measured['dataset']}, `{measured['embeddings']}`, {measured['epochs']} epochs) | "
+                      "micro F1 | seeds |", "|---|---|---|", *rows]) + "\n\nFrom `benchmarks/results/optimizer_cpu.json`.\n"
+
+
+def trainers_block(sources: Sources) -> str:
+    measured = sources.benchmark("trainers_cpu.json")
+    if not measured:
+        return ("Not measured yet: `python benchmarks/trainers.py --models-dir output/cpu/pretraining/models "
+                "--json benchmarks/results/trainers_cpu.json`.\n")
+    lines = ["| corpus | embeddings | variant | tokens/s | × ModelTrainer, random | micro F1 (seeds) |",
+             "|---|---|---|---|---|---|"]
+    for m in measured["measurements"]:
+        for variant, speed in m["tokens_per_second"].items():
+            f1 = m["micro_f1_mean"][variant]
+            sd = m["micro_f1_sd"][variant]
+            lines.append(f"| {m['corpus']} | `{m['embeddings']}` | {variant} | {speed:,} | "
+                         f"{m['ratio_to_baseline'].get(variant, float('nan')):.2f} | {100 * f1:.1f}"
+                         + (f" ± {100 * sd:.1f}" if sd is not None else "") + f" ({len(m['runs'][variant])}) |")
+    quick = measured["quick_chars_on_paragraphs"]
+    machine = measured["gpu"] or f"CPU, {measured['cpu_threads']} threads"
+    return ("\n".join(lines) + f"\n\nOn {machine}. A quick-profile `chars` run on the paragraph corpus took "
+            f"{quick['wall_seconds'] / 60:.1f} minutes. From `benchmarks/results/trainers_cpu.json`.\n")
+
+
 BLOCKS: dict[str, Callable[[Sources], str]] = {
+    "optimizer": optimizer_block,
+    "trainers": trainers_block,
     "results": results_block,
     "verdict": verdict_block,
     "performance": performance_block,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -73,3 +74,18 @@ def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
     (book_copy / "book" / "intro.md").write_text("<!-- clinflair:nonsense -->\n<!-- /clinflair:nonsense -->\n")
     with pytest.raises(ClinflairError, match=r"book/intro\.md: unknown generated block 'nonsense'"):
         report.write_documents(book_copy)
+
+
+def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Path) -> None:
+    readme = book_copy / "README.md"
+    report.write_documents(book_copy)
+    assert "Not measured yet: `python benchmarks/optimizer.py" in readme.read_text()
+    runs = {"sgd": [{"seed": s, "learning_rate": 0.1, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.60), (2, 0.62))],
+            "adam": [{"seed": s, "learning_rate": 0.003, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.75), (2, 0.77))]}
+    (book_copy / "benchmarks" / "results" / "optimizer_cpu.json").write_text(json.dumps({
+        "dataset": "nubes", "embeddings": "general", "epochs": 4, "runs": runs,
+        "micro_f1_mean": {"sgd": 0.61, "adam": 0.76}, "micro_f1_sd": {"sgd": 0.0141, "adam": 0.0141}}))
+    report.write_documents(book_copy)
+    text = readme.read_text()
+    assert "| adam at 0.003 | 76.0 ± 1.4 | 2 |" in text and "| sgd at 0.1 | 61.0 ± 1.4 | 2 |" in text
+    assert "Not measured yet: `python benchmarks/optimizer.py" not in text
