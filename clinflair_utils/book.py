@@ -1,13 +1,17 @@
 """The main job: execute the whole pipeline with papermill and build the Jupyter Book.
 
 ``python -m clinflair_utils book --profile quick|cpu|paper`` runs, in order: pre-training,
-embeddings, the NER grid the profile names (datasets x embeddings x seeds), the tutorial, and the
-results; the executed notebooks go to ``book/``, the run records to ``book/records/<profile>/``, the
-models, caches and per-run notebooks to ``output/<profile>/``. Then ``jupyter-book build``.
+embeddings, the tutorial, the NER grid the profile names (datasets x embeddings x seeds; the run the
+NER chapter shows first, then the results chapter once, so that every chapter exists while a long
+grid goes on), and the results; the executed notebooks go to ``book/``, the run records to
+``book/records/<profile>/``, the models, caches and per-run notebooks to ``output/<profile>/``.
+Then ``jupyter-book build``.
 
-Rerunning resumes: a chapter whose executed notebook is complete is not executed again, a run whose
-record exists is skipped, and the language-model training inside the pre-training notebook resumes
-from its checkpoint. A failing run is reported with its notebook and error; the others go on.
+Rerunning resumes. Done means made with what the profile says now: a chapter is executed again when
+its parameters, the profile sections it depends on or its template's code changed; a run when its
+record's settings or language models differ from the profile's; a language model when its
+configuration, training text or starting model changed (training itself resumes from its
+checkpoint). A failing run is reported with its notebook and error; the others go on.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from tqdm import tqdm
 
 from .errors import ClinflairError
 from .corpus import SUMMARY_FILE
-from .embeddings import LOCAL_SPECS, embedding_key
+from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from .lm import DONE_FILE, MODEL_FILE
 from .files import copy_file, write_json
 from .ner import NerSettings, RunRecord, settings_for
@@ -99,14 +103,24 @@ def profile_digest(profile: dict, sections: tuple[str, ...]) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def is_complete(notebook: Path, parameters: dict | None = None, digest: str | None = None) -> bool:
-    """True if papermill executed ``notebook`` to the end without an exception (with ``parameters``,
-    when given: a chapter executed for another profile is not done for this one; with ``digest``, a
-    chapter made with other profile settings is not done either)."""
+def code_cells(path: Path) -> list[str]:
+    """The code a notebook runs, papermill's injected parameters left out."""
+    notebook = nbformat.read(path, as_version=4)
+    return [cell.source for cell in notebook.cells
+            if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
+
+
+def is_complete(notebook: Path, parameters: dict | None = None, digest: str | None = None,
+                template: Path | None = None) -> bool:
+    """True if papermill executed ``notebook`` to the end without an exception. With ``parameters``:
+    a chapter executed for another profile is not done for this one; with ``digest``: nor one made
+    with other profile settings; with ``template``: nor one whose code is not the template's."""
     if not notebook.is_file():
         return False
     try:
         notebook_metadata = nbformat.read(notebook, as_version=4).metadata
+        if template is not None and code_cells(notebook) != code_cells(template):
+            return False
     except Exception:  # a notebook cut off mid-write is incomplete
         return False
     metadata = notebook_metadata.get("papermill", {})
@@ -152,6 +166,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
+    check_profile(profile)
     if profile.get("device", "cpu") == "cuda" and not torch.cuda.is_available() and not from_records:
         raise ClinflairError(f"profile {profile['name']} is made for a GPU (device: cuda) and torch sees none "
                              "here: use a GPU runtime (Colab: Runtime > Change runtime type), or a CPU profile")
@@ -166,7 +181,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     def chapter(name: str, parameters: dict) -> bool:
         target = paths.book / f"{name}.ipynb"
         digest = profile_digest(profile, CHAPTER_SECTIONS[name])
-        if not force and is_complete(target, parameters, digest):
+        if not force and is_complete(target, parameters, digest, paths.templates / f"{name}.ipynb"):
             report.skipped.append(name)
             return True
         print(f"[{profile['name']}] executing {name} ...", flush=True)
@@ -205,6 +220,9 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         (paths.records / "corpora").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
     chapter("embeddings", {**common, "models_dir": rel(paths.models)})
+    chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
+                         "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
+                         "output_dir": rel(paths.work / "tutorial")})
 
     def run_parameters(dataset: str, embeddings: str, seed: int) -> dict:
         run_dir = paths.work / "ner" / run_name(dataset, embeddings, seed)
@@ -219,9 +237,15 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     runs = [example] + [run for run in runs if run != example]
     chapter_ner = paths.book / "ner.ipynb"
 
+    shown, ner_template = paths.work / "ner" / run_name(*example) / "run.ipynb", paths.templates / "ner.ipynb"
+
+    def example_shown() -> bool:
+        return (is_complete(chapter_ner, run_parameters(*example), template=ner_template)
+                or is_complete(shown, template=ner_template))
+
     def show_example(just_run: bool = False) -> None:
-        shown = paths.work / "ner" / run_name(*example) / "run.ipynb"
-        if is_complete(shown) and (just_run or not is_complete(chapter_ner, run_parameters(*example))):
+        if is_complete(shown, template=ner_template) and (
+                just_run or not is_complete(chapter_ner, run_parameters(*example), template=ner_template)):
             copy_file(shown, chapter_ner)
 
     paths.records.mkdir(parents=True, exist_ok=True)
@@ -234,12 +258,16 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     for dataset, embeddings, seed in runs:
         name = run_name(dataset, embeddings, seed)
         record = paths.records / f"{name}.json"
-        if not force and is_current_run(record, settings, lm_keys):
+        # the example run is done only if the chapter can show it: a notebook with the template's code
+        example_unshown = (dataset, embeddings, seed) == example and not example_shown()
+        current = is_current_run(record, settings, lm_keys)
+        if not force and current and not example_unshown:
             report.skipped.append(name)
             continue
         if record.is_file():
-            tqdm.write(f"{name}: its record was made with other settings or language models; running it again",
-                       file=sys.stdout)
+            why = ("the NER chapter shows it and its notebook predates the template" if current else
+                   "its record was made with other settings or language models")
+            tqdm.write(f"{name}: {why}; running it again", file=sys.stdout)
         run_dir = paths.work / "ner" / name
         bar.set_postfix_str(f"running {name}; failed {failed_runs}; elapsed {time.time() - started:.0f} s")
         try:
@@ -249,6 +277,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
             report.executed.append(name)
             if (dataset, embeddings, seed) == example:
                 show_example(just_run=True)
+                if len(runs) > 1:  # a long grid: the results chapter exists from its first run on
+                    results_chapter(chapter, paths, common)
         except Exception as error:
             report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
             failed_runs += 1
@@ -258,10 +288,6 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     bar.close()
 
     show_example()
-
-    chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
-                         "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
-                         "output_dir": rel(paths.work / "tutorial")})
     results_chapter(chapter, paths, common)
     return report
 
@@ -289,6 +315,20 @@ def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, 
     if None in expected or not used:  # models made before keys were recorded, or a run without cache
         return True
     return used == expected
+
+
+def check_profile(profile: dict) -> None:
+    """Refuse, before anything runs, a profile that names an embedding configuration or base model
+    this book does not know."""
+    for spec in profile["ner"]["embeddings"]:
+        try:
+            check_spec(spec)
+        except ClinflairError as error:
+            raise ClinflairError(f"profile {profile['name']}, ner.embeddings: {error}") from None
+    for direction, name in (profile["pretraining"].get("base_models") or {}).items():
+        if name not in PUBLISHED_MODELS and not str(name).endswith(".pt"):
+            raise ClinflairError(f"profile {profile['name']}, pretraining.base_models.{direction}: unknown model "
+                                 f"{name!r}: use one of {', '.join(sorted(PUBLISHED_MODELS))} or a .pt file")
 
 
 def keep_models(paths: BookPaths) -> None:

@@ -43,6 +43,39 @@ def character_dictionary(sentences: list[Sentence]) -> Dictionary:
     return dictionary
 
 
+PUBLISHED_MODELS = {name for pair in PUBLISHED_SPECS.values() for name in pair}
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a specification :func:`resolve_embeddings` cannot resolve, before anything is loaded."""
+    parts = [part.strip() for part in spec.split(",")]
+    if spec in SPECS or (len(parts) <= 2 and all(part.endswith(".pt") for part in parts)):
+        return
+    raise ClinflairError(f"unknown embeddings {spec!r}: use one of {', '.join(SPECS)}, a flair language model "
+                         ".pt file, or two joined by a comma (forward,backward)")
+
+
+def load_flair_embeddings(model: str | Path) -> FlairEmbeddings:
+    """flair's ``FlairEmbeddings`` of a language-model file or a published name; a file that is cut
+    off or not a flair language model is refused with its path and what was expected."""
+    try:
+        return FlairEmbeddings(str(model))
+    except Exception as error:
+        where = model if Path(str(model)).suffix == ".pt" else f"{model} (flair's cache: {flair_cache_file(model)})"
+        raise ClinflairError(f"{where}: not a readable flair language model ({type(error).__name__}: "
+                             f"{str(error)[:200]}); expected a file written by flair's LanguageModel.save or "
+                             "one of flair's published names, complete (delete a cut-off download to fetch it "
+                             "again)") from error
+
+
+def flair_cache_file(name: str | Path) -> Path:
+    """Where flair keeps a published model it downloaded (its URL's file name under the cache)."""
+    import flair
+
+    file = {"es-forward": "lm-es-forward.pt", "es-backward": "lm-es-backward.pt"}.get(str(name), f"{name}.pt")
+    return Path(flair.cache_root) / "embeddings" / file
+
+
 def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
                        char_dictionary: Dictionary | None = None) -> StackedEmbeddings:
     """The flair embeddings a specification string names (see the module's docstring).
@@ -61,15 +94,15 @@ def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
         if missing:
             raise ClinflairError(f"embeddings {spec!r}: {', '.join(missing)} not found; run the "
                                  f"pre-training notebook with output_dir set to the parent of {models_dir}")
-        return StackedEmbeddings([FlairEmbeddings(str(p)) for p in paths])
+        return StackedEmbeddings([load_flair_embeddings(p) for p in paths])
     if spec in PUBLISHED_SPECS:
-        return StackedEmbeddings([FlairEmbeddings(name) for name in PUBLISHED_SPECS[spec]])
+        return StackedEmbeddings([load_flair_embeddings(name) for name in PUBLISHED_SPECS[spec]])
     paths = [Path(part.strip()).expanduser() for part in spec.split(",")]
     if all(p.suffix == ".pt" for p in paths) and len(paths) <= 2:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ClinflairError(f"embeddings {spec!r}: no language model at {', '.join(missing)}")
-        return StackedEmbeddings([FlairEmbeddings(str(p)) for p in paths])
+        return StackedEmbeddings([load_flair_embeddings(p) for p in paths])
     raise ClinflairError(
         f"unknown embeddings {spec!r}: use one of {', '.join(SPECS)}, a flair language model .pt file, "
         "or two joined by a comma (forward,backward)"

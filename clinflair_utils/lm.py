@@ -322,13 +322,13 @@ def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:
 
 def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
     """Store one of flair's published LMs (e.g. ``es-forward``) as a local ``general`` model."""
-    from flair.embeddings import FlairEmbeddings  # the real download, through flair's cache
+    from .embeddings import load_flair_embeddings  # the real download, through flair's cache
 
     target_dir = Path(target_dir)
     if is_trained(target_dir):
         return json.loads((target_dir / DONE_FILE).read_text())
     target_dir.mkdir(parents=True, exist_ok=True)
-    model = FlairEmbeddings(flair_name).lm
+    model = load_flair_embeddings(flair_name).lm
     model.save(target_dir / MODEL_FILE)
     record = {"model": str(target_dir / MODEL_FILE), "published": flair_name,
               "direction": "forward" if model.is_forward_lm else "backward"}

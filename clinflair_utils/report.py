@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import results
 from .book import grid
+from .colab import sync_setup_cells
 from .errors import ClinflairError
 from .profiles import load_profile
 
@@ -275,11 +276,11 @@ def render(text: str, sources: Sources, path: str = "text") -> str:
 
 
 def write_documents(root: Path | str = ".", check: bool = False, profile: str = "cpu") -> list[str]:
-    """Rewrite the generated blocks of :data:`DOCUMENTS` (or, with ``check``, only compare them);
-    the documents whose text differed from the records."""
+    """Rewrite the generated blocks of :data:`DOCUMENTS` and the notebook templates' Colab setup
+    cells (or, with ``check``, only compare them); the files that differed from their sources."""
     root = Path(root)
     sources = Sources(root, profile)
-    stale = []
+    stale = sync_setup_cells(root, check) if (root / "notebooks").is_dir() else []
     for name in DOCUMENTS:
         path = root / name
         text = path.read_text()

@@ -18,17 +18,11 @@ import nbformat
 import pytest
 import yaml
 
-from clinflair_utils.book import CHAPTERS, is_complete
+from clinflair_utils.book import CHAPTERS, code_cells, is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def code_cells(path: Path) -> list[str]:
-    notebook = nbformat.read(path, as_version=4)
-    return [cell.source for cell in notebook.cells
-            if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
 
 
 def test_toc_lists_every_chapter() -> None:
@@ -77,12 +71,16 @@ def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     assert committed == {p: p.read_bytes() for p in (ROOT / "book").glob("*.ipynb")}
 
 
-def test_drift_is_detected(tmp_path: Path) -> None:
-    template = ROOT / "notebooks" / "results.ipynb"
-    notebook = nbformat.read(template, as_version=4)
-    notebook.cells[2].source += "\n# edited by hand"
-    nbformat.write(notebook, tmp_path / "results.ipynb")
-    assert code_cells(tmp_path / "results.ipynb") != code_cells(template)
+def test_a_chapter_whose_code_is_not_its_templates_is_not_done(tmp_path: Path) -> None:
+    """The book's own drift check: an executed chapter counts as done only with its template's code."""
+    executed = ROOT / "book" / "embeddings.ipynb"
+    ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]
+    template = ROOT / "notebooks" / "embeddings.ipynb"
+    assert is_complete(executed, ran_with, template=template)
+    edited = nbformat.read(template, as_version=4)
+    [cell for cell in edited.cells if cell.cell_type == "code"][-1].source += "\n# edited by hand"
+    nbformat.write(edited, tmp_path / "embeddings.ipynb")
+    assert not is_complete(executed, ran_with, template=tmp_path / "embeddings.ipynb")
 
 
 def _dom(page: Path) -> str:
@@ -176,3 +174,15 @@ def test_a_chapter_made_with_other_profile_settings_is_not_done(tmp_path: Path) 
     # the NER settings are not what the pre-training chapter depends on
     other_ner = {**profile, "ner": {}}
     assert profile_digest(other_ner, ("pretraining",)) == profile_digest(profile, ("pretraining",))
+
+
+def test_a_profile_naming_an_unknown_model_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from clinflair_utils.profiles import load_profile
+
+    profile = load_profile("quick")
+    profile["ner"]["embeddings"] = ["chars", "bio-bert"]
+    (tmp_path / "typo.yml").write_text(yaml.safe_dump(profile))
+    completed = subprocess.run([sys.executable, "-m", "clinflair_utils", "book", "--profile", str(tmp_path / "typo.yml"),
+                                "--root", str(ROOT), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert completed.returncode == 1 and "ner.embeddings: unknown embeddings 'bio-bert'" in completed.stderr
+    assert not (tmp_path / "out" / "output").exists()  # nothing ran

@@ -267,3 +267,19 @@ def test_half_precision_cache_is_a_separate_file_close_to_the_models_vectors(mod
         assert torch.allclose(a, b.float(), atol=1e-2, rtol=1e-2)
     with pytest.raises(ClinflairError, match="unknown cache precision 'int8'"):
         emb.cached_vectors(sentences, stack, tmp_path, precision="int8")
+
+
+def test_a_cut_off_or_foreign_model_file_is_refused_with_its_path(models: Path, tmp_path: Path, monkeypatch) -> None:
+    whole = (models / "clinical-forward" / lm.MODEL_FILE).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ClinflairError, match=r"cut\.pt: not a readable flair language model"):
+        emb.resolve_embeddings(str(tmp_path / "cut.pt"))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ClinflairError, match=r"other\.pt: not a readable flair language model"):
+        emb.resolve_embeddings(str(tmp_path / "other.pt"))
+    # a cut-off download in flair's own cache: named with where it lies
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "es-clinical-forward.pt").write_bytes(whole[:1000])
+    with pytest.raises(ClinflairError, match=r"es-clinical-forward \(flair's cache: .*es-clinical-forward\.pt\)"):
+        emb.resolve_embeddings("es-clinical")
