@@ -273,6 +273,7 @@ class RunRecord:
     trainer: str = "flair"  # which trainer ran: flair's ModelTrainer or train_from_tensors
     train_tokens: int | None = None
     gpu: str | None = None  # the GPU's name, when the run had one
+    cpu_threads: int | None = None  # torch's threads: timings on a shared CPU depend on them
 
     @property
     def settings(self) -> NerSettings:
@@ -421,6 +422,7 @@ def run_ner(
         versions=library_versions(),
         device=str(flair.device),
         gpu=torch.cuda.get_device_name(flair.device) if flair.device.type == "cuda" else None,
+        cpu_threads=torch.get_num_threads(),
         wall_seconds=round(time.time() - started, 1),
         training_seconds=round(training_seconds, 1),
         **scores_from_report(result.classification_report),
