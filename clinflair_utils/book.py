@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .errors import ClinflairError
 from .corpus import SUMMARY_FILE
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
-from .lm import DONE_FILE, MODEL_FILE
+from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
 from .files import copy_file, write_json
 from .ner import NerSettings, RunRecord, settings_for
 from .profiles import load_profile
@@ -215,6 +215,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         record = json.loads(training.read_text())
         record["embedding_key"] = embedding_key(training.parent / MODEL_FILE)  # names its runs' cache files
         write_json(paths.records / "lm" / f"{training.parent.name}.json", record)
+    if (paths.models / BPC_FILE).is_file():
+        copy_file(paths.models / BPC_FILE, paths.records / "lm" / BPC_FILE)
     corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
     if corpora_summary.is_file():
         (paths.records / "corpora").mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", cat
 
 MODEL_FILE = "best-lm.pt"
 DONE_FILE = "training.json"
+BPC_FILE = "bpc.json"  # every model's bits per character on each held-out text, beside the models
 DIRECTIONS = ("forward", "backward")
 
 
