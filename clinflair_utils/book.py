@@ -37,7 +37,7 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
 from .files import copy_file, write_json
 from .ner import NerSettings, RunRecord, settings_for
-from .profiles import load_profile
+from .profiles import PROFILES, load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
 
@@ -199,7 +199,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     def rel(path: Path) -> str:  # parameters hold paths relative to the root, not this machine's
         return os.path.relpath(path, paths.root)
 
-    common = {"profile": profile["name"]}
+    # the chapters load the profile themselves: by name, or (a profile of one's own) by its file
+    common = {"profile": profile_name if str(profile_name) in PROFILES else str(Path(profile_name).resolve())}
     if from_records:
         results_chapter(chapter, paths, common)
         return report

@@ -55,11 +55,12 @@ def check_spec(spec: str) -> None:
                          ".pt file, or two joined by a comma (forward,backward)")
 
 
-def load_flair_embeddings(model: str | Path) -> FlairEmbeddings:
-    """flair's ``FlairEmbeddings`` of a language-model file or a published name; a file that is cut
-    off or not a flair language model is refused with its path and what was expected."""
+def load_flair_embeddings(model: str | Path, has_decoder: bool = False) -> FlairEmbeddings:
+    """flair's ``FlairEmbeddings`` of a language-model file or a published name (``has_decoder``:
+    keep the output layer, which fine-tuning needs); a file that is cut off or not a flair language
+    model is refused with its path and what was expected."""
     try:
-        return FlairEmbeddings(str(model))
+        return FlairEmbeddings(str(model), has_decoder=has_decoder)
     except Exception as error:
         where = model if Path(str(model)).suffix == ".pt" else f"{model} (flair's cache: {flair_cache_file(model)})"
         raise ClinflairError(f"{where}: not a readable flair language model ({type(error).__name__}: "

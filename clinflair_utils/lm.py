@@ -329,7 +329,7 @@ def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
     if is_trained(target_dir):
         return json.loads((target_dir / DONE_FILE).read_text())
     target_dir.mkdir(parents=True, exist_ok=True)
-    model = load_flair_embeddings(flair_name).lm
+    model = load_flair_embeddings(flair_name, has_decoder=True).lm  # fine-tuning trains through its decoder
     model.save(target_dir / MODEL_FILE)
     record = {"model": str(target_dir / MODEL_FILE), "published": flair_name,
               "direction": "forward" if model.is_forward_lm else "backward"}
