@@ -42,8 +42,12 @@ def fake_colab(pretrained: Path, tmp_path: Path) -> dict:
     site.mkdir()
     content = tmp_path / "content"
     content.mkdir()
+    # pip installs into `site` instead of this virtual environment, without dependencies (they are
+    # here already) and without an isolated build (whose own install would clash with the target;
+    # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(stand_in)]), "PIP_TARGET": str(site),
-           "PIP_NO_DEPS": "1", "FLAIR_CACHE_ROOT": str(cache.parent), "CLINFLAIR_REPOSITORY": str(ROOT)}
+           "PIP_NO_DEPS": "1", "PIP_NO_BUILD_ISOLATION": "0", "FLAIR_CACHE_ROOT": str(cache.parent),
+           "CLINFLAIR_REPOSITORY": str(ROOT)}
     return {"env": env, "site": site, "content": content}
 
 
