@@ -61,7 +61,8 @@ def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     for chapter in CHAPTERS:
         assert is_complete(tmp_path / "book" / f"{chapter}.ipynb"), chapter
     records = tmp_path / "book" / "records" / "quick"
-    assert len(list(records.glob("*.json"))) == 3 and len(list((records / "lm").glob("*.json"))) == 6
+    assert len(list(records.glob("*.json"))) == 3 and len(list((records / "lm").glob("*-*.json"))) == 6
+    assert (records / "lm" / "bpc.json").is_file()  # every model's bits per character, kept with the records
     results_page = (tmp_path / "_build" / "html" / "book" / "results.html").read_text()
     assert "one seed: no verdict" in results_page  # the answer, written from the quick records
 
