@@ -38,6 +38,13 @@ def fake_colab(pretrained: Path, tmp_path: Path) -> dict:
     for direction in lm.DIRECTIONS:  # what flair finds in its cache before it downloads
         shutil.copy(pretrained / "models" / f"clinical-{direction}" / lm.MODEL_FILE, cache / f"es-clinical-{direction}.pt")
         shutil.copy(pretrained / "models" / f"general-{direction}" / lm.MODEL_FILE, cache / f"lm-es-{direction}.pt")
+    # the repository the setup cell clones: this working tree, as a git repository of its own
+    repository = tmp_path / "repository"
+    shutil.copytree(ROOT, repository, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "output", "_build", "*.egg-info", ".pytest_cache", "__pycache__"))
+    for command in (["init", "--quiet"], ["add", "--all"], ["-c", "user.name=test", "-c", "user.email=test@localhost",
+                                                             "commit", "--quiet", "-m", "the book"]):
+        subprocess.run(["git", *command], cwd=repository, check=True, capture_output=True)
     site = tmp_path / "site-packages"  # where the setup cell's pip install lands (PIP_TARGET)
     site.mkdir()
     content = tmp_path / "content"
@@ -47,7 +54,7 @@ def fake_colab(pretrained: Path, tmp_path: Path) -> dict:
     # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(stand_in)]), "PIP_TARGET": str(site),
            "PIP_NO_DEPS": "1", "PIP_NO_BUILD_ISOLATION": "0", "FLAIR_CACHE_ROOT": str(cache.parent),
-           "CLINFLAIR_REPOSITORY": str(ROOT)}
+           "CLINFLAIR_REPOSITORY": str(repository)}
     return {"env": env, "site": site, "content": content}
 
 
@@ -64,7 +71,7 @@ def test_the_launched_tutorial_runs_on_colab_with_the_published_models(fake_cola
     said = "".join(output.get("text", "") for output in setup.outputs)
     assert f"from {fake_colab['site'] / 'clinflair_utils'}" in said  # installed from the clone, not the checkout
     assert "on Colab: forward_model = 'es-clinical-forward'" in said
-    assert (fake_colab["content"] / "clinflair-book" / "book" / "records").is_dir()
+    assert (fake_colab["content"] / "clinflair-book" / "book" / "records" / "cpu").is_dir()
     assert (fake_colab["content"] / "clinflair-output" / "tutorial" / "final-model.pt").is_file()
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
