@@ -146,6 +146,7 @@ def answer(records: pd.DataFrame, candidate: str = "clinical",
     """The paper's question answered from the records, per dataset, as Markdown."""
     comparisons = {b: paired_difference(records, candidate, b) for b in baselines
                    if {candidate, b} <= set(records["embeddings"])}
+    comparisons = {b: table for b, table in comparisons.items() if not table.empty}  # no dataset has both yet
     if not comparisons:
         return f"No dataset has runs of both `{candidate}` and {', '.join(f'`{b}`' for b in baselines)} yet."
     lines = []

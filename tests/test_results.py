@@ -61,6 +61,9 @@ def test_answer_states_each_dataset_and_the_count() -> None:
     assert "- **a**" in text and "- **b**" in text and text.count("**better**") == 2
     assert results.answer(frame({("a", "chars"): [0.1]})) == \
         "No dataset has runs of both `clinical` and `general`, `control` yet."
+    # both configurations have runs, but on different datasets (a grid in progress)
+    assert results.answer(frame({("a", "clinical"): [0.6], ("b", "general"): [0.5]})).startswith("No dataset has runs")
+    assert results.verdicts(frame({("a", "clinical"): [0.6], ("b", "general"): [0.5]})) == {}
 
 
 PUBLISHED = sorted(p.name for p in (ROOT / "book" / "records").iterdir() if p.is_dir()) \
