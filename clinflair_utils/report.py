@@ -185,7 +185,7 @@ def performance_block(sources: Sources) -> str:
         speed = results.training_speed(records)
         rates = [f"{'`chars`' if configuration == 'chars' else 'language-model configurations'} through "
                  f"{TRAINER_NAMES.get(trainer, trainer)} on {device}: "
-                 f"median {row['median tokens/s']:,.0f} training tokens/s ({row['runs']} runs)"
+                 f"median {row['median tokens/s']:,.0f} training tokens/s ({int(row['runs'])} run{'s' if int(row['runs']) != 1 else ''})"
                  for (trainer, configuration, device), row in speed.iterrows()]
         if rates:
             lines += ["", "Tagger training speed, from the records: " + "; ".join(rates) + "."]
