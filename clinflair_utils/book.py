@@ -37,7 +37,7 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
 from .files import copy_file, write_json
 from .ner import NerSettings, RunRecord, settings_for
-from .profiles import PROFILES, load_profile
+from .profiles import PROFILES, grid, load_profile
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
 
@@ -103,9 +103,10 @@ def profile_digest(profile: dict, sections: tuple[str, ...]) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def code_cells(path: Path) -> list[str]:
-    """The code a notebook runs, papermill's injected parameters left out."""
-    notebook = nbformat.read(path, as_version=4)
+def code_cells(notebook: Path | nbformat.NotebookNode) -> list[str]:
+    """The code a notebook (a path, or one already read) runs, papermill's injected parameters left out."""
+    if not isinstance(notebook, nbformat.NotebookNode):
+        notebook = nbformat.read(notebook, as_version=4)
     return [cell.source for cell in notebook.cells
             if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])]
 
@@ -118,15 +119,15 @@ def is_complete(notebook: Path, parameters: dict | None = None, digest: str | No
     if not notebook.is_file():
         return False
     try:
-        notebook_metadata = nbformat.read(notebook, as_version=4).metadata
-        if template is not None and code_cells(notebook) != code_cells(template):
+        executed = nbformat.read(notebook, as_version=4)
+        if template is not None and code_cells(executed) != code_cells(template):
             return False
     except Exception:  # a notebook cut off mid-write is incomplete
         return False
-    metadata = notebook_metadata.get("papermill", {})
+    metadata = executed.metadata.get("papermill", {})
     if parameters is not None and metadata.get("parameters") != parameters:
         return False
-    if digest is not None and notebook_metadata.get("clinflair", {}).get("profile_sha256") != digest:
+    if digest is not None and executed.metadata.get("clinflair", {}).get("profile_sha256") != digest:
         return False
     # papermill records exception None (or False) on success, True on failure; no end_time if killed
     return not metadata.get("exception") and metadata.get("end_time") is not None
@@ -147,12 +148,6 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: s
     if digest is not None:
         notebook.metadata["clinflair"] = {"profile_sha256": digest}
     nbformat.write(notebook, target)
-
-
-def grid(profile: dict) -> list[tuple[str, str, int]]:
-    """Every run, seed by seed: a grid cut short still covers every dataset and embedding."""
-    ner = profile["ner"]
-    return [(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]]
 
 
 def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False,
@@ -220,8 +215,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         copy_file(paths.models / BPC_FILE, paths.records / "lm" / BPC_FILE)
     corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
     if corpora_summary.is_file():
-        (paths.records / "corpora").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
+        copy_file(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
     chapter("embeddings", {**common, "models_dir": rel(paths.models)})
     chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
                          "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
@@ -255,20 +249,20 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     settings = settings_for(profile)
     lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (paths.records / "lm").glob("*.json")}
     started, failed_runs = time.time(), 0
-    done = sum(is_current_run(paths.records / f"{run_name(*run)}.json", settings, lm_keys) for run in runs)
-    bar = tqdm(total=len(runs), initial=done, desc=f"NER runs ({profile['name']})", unit="run",
+    current = {run: is_current_run(paths.records / f"{run_name(*run)}.json", settings, lm_keys) for run in runs}
+    bar = tqdm(total=len(runs), initial=sum(current.values()), desc=f"NER runs ({profile['name']})", unit="run",
                dynamic_ncols=True, file=sys.stdout)
     for dataset, embeddings, seed in runs:
         name = run_name(dataset, embeddings, seed)
         record = paths.records / f"{name}.json"
         # the example run is done only if the chapter can show it: a notebook with the template's code
         example_unshown = (dataset, embeddings, seed) == example and not example_shown()
-        current = is_current_run(record, settings, lm_keys)
-        if not force and current and not example_unshown:
+        if not force and current[dataset, embeddings, seed] and not example_unshown:
             report.skipped.append(name)
             continue
         if record.is_file():
-            why = ("the NER chapter shows it and its notebook predates the template" if current else
+            why = ("the NER chapter shows it and its notebook predates the template"
+                   if current[dataset, embeddings, seed] else
                    "its record was made with other settings or language models")
             tqdm.write(f"{name}: {why}; running it again", file=sys.stdout)
         run_dir = paths.work / "ner" / name
@@ -349,8 +343,7 @@ def keep_models(paths: BookPaths) -> None:
                 copy_file(done.parent / name, target / name)
         dictionary = source_dir / "dictionary.pkl"
         if dictionary.is_file() and (not only_missing or not (target_dir / "dictionary.pkl").is_file()):
-            target_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(dictionary, target_dir / "dictionary.pkl")
+            copy_file(dictionary, target_dir / "dictionary.pkl")
 
 
 def _one_line(error: Exception) -> str:

@@ -333,7 +333,7 @@ def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
     model.save(target_dir / MODEL_FILE)
     record = {"model": str(target_dir / MODEL_FILE), "published": flair_name,
               "direction": "forward" if model.is_forward_lm else "backward"}
-    (target_dir / DONE_FILE).write_text(json.dumps(record, indent=2))
+    write_json(target_dir / DONE_FILE, record)
     return record
 
 

@@ -277,7 +277,7 @@ class RunRecord:
 
     @property
     def settings(self) -> NerSettings:
-        return NerSettings(**{**asdict(NerSettings()), **self.hyperparameters})
+        return NerSettings(**self.hyperparameters)  # settings added since take their defaults
 
     @property
     def model_keys(self) -> list[str]:
@@ -343,10 +343,11 @@ def run_ner(
     flair.set_seed(seed)
     stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
 
-    cached = settings.use_cache and cacheable(stack)
+    cached = cacheable(stack) if settings.use_cache else []
+    train_tokens = sum(len(sentence) for sentence in train)
     # the tensor trainer computes cached language models' rows and flair's character embeddings
     trainer = "tensor" if settings.trainer == "tensor" and all(
-        (cached and e in cacheable(stack)) or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
+        e in cached or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
     cache, tables = None, []
     storage_mode = "none"  # the original experiments' setting: vectors recomputed every epoch
     if cached:
@@ -354,7 +355,6 @@ def run_ner(
             raise ClinflairError("use_cache needs a cache_dir")
         embedding_started = time.time()
         report, tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision)
-        train_tokens = sum(len(sentence) for sentence in train)
         # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
         attach_vectors(test if trainer == "tensor" else train + test, stack, tables,
                        first_row=train_tokens if trainer == "tensor" else 0)
@@ -413,7 +413,7 @@ def run_ner(
         hyperparameters=asdict(settings),
         train_sentences=len(train),
         train_sentences_available=len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
-        train_tokens=sum(len(sentence) for sentence in train),
+        train_tokens=train_tokens,
         test_sentences=len(test),
         epochs_run=_epochs_run(output_dir),
         trainer=trainer,

@@ -24,3 +24,10 @@ def load_profile(name_or_path: str | Path) -> dict:
     profile = yaml.safe_load(text)
     profile.setdefault("name", Path(str(name_or_path)).stem)
     return profile
+
+
+def grid(profile: dict) -> list[tuple[str, str, int]]:
+    """Every NER run of a profile, seed by seed: a grid cut short still covers every dataset and
+    embedding."""
+    ner = profile["ner"]
+    return [(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]]

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import results
-from .book import grid
 from .colab import sync_setup_cells
 from .errors import ClinflairError
-from .profiles import load_profile
+from .lm import BPC_FILE
+from .profiles import grid, load_profile
 
 DOCUMENTS = ("README.md", "book/intro.md")
 TRAINER_NAMES = {"flair": "flair's ModelTrainer", "tensor": "the tensor trainer"}
@@ -48,10 +48,6 @@ class Sources:
     def benchmark(self, name: str) -> dict | None:
         path = self.benchmarks / name
         return json.loads(path.read_text()) if path.is_file() else None
-
-
-def progress(sources: Sources) -> str:
-    return results.grid_progress(sources.records, sources.profile)
 
 
 def settings_line(sources: Sources) -> str:
@@ -86,13 +82,13 @@ def score_table(sources: Sources) -> str:
 
 
 def difference_table(sources: Sources, candidate: str = "clinical",
-                     baselines: tuple[str, ...] = ("general", "control")) -> tuple[str, dict]:
+                     baselines: tuple[str, ...] = ("general", "control")) -> str:
     """``candidate`` minus each baseline per dataset, paired by seed, with a 95 % t interval; bold
-    where the verdict is better or worse. Returns the table and the verdicts by baseline."""
+    where the verdict is better or worse ("" while no dataset has runs of both)."""
     comparisons = {b: results.paired_difference(sources.records, candidate, b) for b in baselines}
     comparisons = {b: t for b, t in comparisons.items() if not t.empty}
     if not comparisons:
-        return "", {}
+        return ""
     datasets = [d for d in sources.profile["ner"]["datasets"] if any(d in t.index for t in comparisons.values())]
     lines = ["| dataset | " + " | ".join(f"`{candidate}` − `{b}` (95 % CI)" for b in comparisons) + " | seeds |",
              "|---|" + "---|" * len(comparisons) + "---|"]
@@ -108,8 +104,7 @@ def difference_table(sources: Sources, candidate: str = "clinical",
                                                  if row["seeds"] > 1 else "")
             cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
         lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
-    verdicts = {b: dict(t["verdict"]) for b, t in comparisons.items()}
-    return "\n".join(lines), verdicts
+    return "\n".join(lines)
 
 
 def scale_text(sources: Sources) -> str:
@@ -121,7 +116,7 @@ def scale_text(sources: Sources) -> str:
     text = (f"`referrals` is `general` fine-tuned on the CWLC referrals alone "
             f"({referrals['train_characters']:,} characters), `clinical` on all open clinical text "
             f"({clinical['train_characters']:,} characters).")
-    bpc = sources.records_dir / "lm" / "bpc.json"
+    bpc = sources.records_dir / "lm" / BPC_FILE
     if bpc.is_file():
         table = pd.read_json(bpc, orient="split")
         column = "clinical text"
@@ -140,15 +135,16 @@ def scale_text(sources: Sources) -> str:
 
 
 def results_block(sources: Sources) -> str:
+    progress = results.grid_progress(sources.records, sources.profile)
     if sources.records.empty:
-        return progress(sources) + "\n"
-    differences, verdicts = difference_table(sources)
+        return progress + "\n"
+    differences = difference_table(sources)
     runs_done = "" if len(sources.records) == len(grid(sources.profile)) else " The tables cover the runs done so far."
-    parts = [progress(sources) + runs_done, settings_line(sources) + ":", score_table(sources)]
+    parts = [progress + runs_done, settings_line(sources) + ":", score_table(sources)]
     if differences:
         parts += ["Differences in points, paired by seed; bold where the 95 % interval excludes zero and the "
                   "difference exceeds the seed-to-seed standard deviation:", differences]
-    parts.append(results.verdict_text(verdicts))
+    parts.append(results.verdict_text(results.verdicts(sources.records)))
     scale = scale_text(sources)
     if scale:
         parts.append(scale)
@@ -157,10 +153,10 @@ def results_block(sources: Sources) -> str:
 
 def verdict_block(sources: Sources) -> str:
     """One paragraph for the book's introduction."""
+    progress = results.grid_progress(sources.records, sources.profile)
     if sources.records.empty:
-        return progress(sources) + "\n"
-    _, verdicts = difference_table(sources)
-    return progress(sources) + " " + results.verdict_text(verdicts) + " The Results chapter has the tables.\n"
+        return progress + "\n"
+    return progress + " " + results.verdict_text(results.verdicts(sources.records)) + " The Results chapter has the tables.\n"
 
 
 def performance_block(sources: Sources) -> str:

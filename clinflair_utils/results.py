@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from .ner import RunRecord
+from .profiles import grid
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -218,7 +219,7 @@ def verdicts(records: pd.DataFrame, candidate: str = "clinical",
 def grid_progress(records: pd.DataFrame, profile: dict) -> str:
     """How much of the profile's NER grid (datasets x embeddings x seeds) the records hold."""
     ner = profile["ner"]
-    runs = {(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]}
+    runs = set(grid(profile))
     done = {(r.dataset, r.embeddings, r.seed) for r in records.itertuples()} & runs
     if len(done) == len(runs):
         return f"All {len(runs)} runs of the `{profile['name']}` grid are done."
