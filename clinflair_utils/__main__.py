@@ -64,9 +64,24 @@ def _corpora(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from .book import build_html, run_pipeline
+    from .book import build_html, job_status, run_pipeline
+    from .jobs import ExecutorSettings
+    from .profiles import load_profile
 
-    report = run_pipeline(args.profile, args.root, force=args.force, out=args.out, from_records=args.from_records)
+    if args.status:
+        rows = job_status(args.profile, args.root, args.out)
+        width = max(len(row["job"]) for row in rows)
+        for row in rows:
+            print(f"{row['job']:<{width}}  {row['state']:<13}  {row['log'] or ''}".rstrip())
+        counts = {state: sum(row["state"] == state for row in rows) for state in dict.fromkeys(r["state"] for r in rows)}
+        print(", ".join(f"{n} {state}" for state, n in counts.items()))
+        return 0
+    executor = ExecutorSettings.from_options(
+        load_profile(args.profile), kind=args.executor, max_jobs=args.max_jobs, partition=args.partition,
+        time_min=args.time_min, mem_gb=args.mem_gb, cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
+        account=args.account, setup=args.setup or None)
+    report = run_pipeline(args.profile, args.root, force=args.force, out=args.out, from_records=args.from_records,
+                          executor=executor)
     print(f"executed {len(report.executed)}, skipped (already done) {len(report.skipped)}, "
           f"failed {len(report.failed)}")
     for name, problem in report.failed.items():
@@ -124,6 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.add_argument("--from-records", action="store_true",
                       help="train nothing: execute the results chapter from the records the book holds and build")
+    book.add_argument("--status", action="store_true",
+                      help="only show each job: done, queued, running, failed (with its log) or not submitted")
+    jobs = book.add_argument_group("where the jobs run (default: the profile's executor section, else local)")
+    jobs.add_argument("--executor", choices=("local", "processes", "slurm"),
+                      help="local: one after another in this process; processes: submitit subprocesses side by "
+                           "side; slurm: one sbatch job per language model and NER run")
+    jobs.add_argument("--max-jobs", type=int, help="at most this many jobs at once (default 4)")
+    jobs.add_argument("--partition", help="SLURM partition (slurm: required)")
+    jobs.add_argument("--time-min", type=int, help="each job's time limit in minutes (slurm: required)")
+    jobs.add_argument("--mem-gb", type=float, help="each job's memory in GB (slurm: required)")
+    jobs.add_argument("--cpus-per-job", type=int, help="CPU cores per job (also its torch threads)")
+    jobs.add_argument("--gpus-per-job", type=int, help="GPUs per job (default: 1 for a cuda profile, else 0)")
+    jobs.add_argument("--account", help="SLURM account to charge")
+    jobs.add_argument("--setup", action="append",
+                      help="a shell line run before each job, e.g. 'source .venv/bin/activate' (repeatable)")
     book.set_defaults(handler=_book)
 
     report = commands.add_parser("report", help="write the README's and introduction's measured text from the records")

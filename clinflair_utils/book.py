@@ -12,6 +12,10 @@ its parameters, the profile sections it depends on or its template's code change
 record's settings or language models differ from the profile's; a language model when its
 configuration, training text or starting model changed (training itself resumes from its
 checkpoint). A failing run is reported with its notebook and error; the others go on.
+
+Where the jobs run is the executor's choice (:mod:`clinflair_utils.jobs`): ``local`` (default) one
+after another in this process; ``processes`` or ``slurm`` side by side through submitit, the language
+models of one pre-training stage and then every NER run as jobs of their own.
 """
 
 from __future__ import annotations
@@ -25,17 +29,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 import papermill
 import torch
-from tqdm import tqdm
 
 from .errors import ClinflairError
 from .corpus import SUMMARY_FILE
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
+from . import lm
 from .files import copy_file, write_json
+from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .ner import NerSettings, RunRecord, settings_for
 from .profiles import PROFILES, grid, load_profile
 
@@ -150,19 +156,139 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: s
     nbformat.write(notebook, target)
 
 
+def execute_run(template: Path, notebook: Path, parameters: dict, cwd: Path, record: Path) -> None:
+    """One NER run: papermill the NER template into the run's notebook, then keep its record with
+    the book (written atomically: a record is whole or absent)."""
+    execute(template, notebook, parameters, cwd)
+    copy_file(cwd / parameters["output_dir"] / "record.json", record)
+
+
+class BookPlan:
+    """The jobs of a profile's book: chapters, language models and NER runs, each a :class:`Job`
+    whose ``is_done`` says whether what it makes exists and is current."""
+
+    def __init__(self, profile_name: str, paths: BookPaths, force: bool = False):
+        self.profile = load_profile(profile_name)
+        self.paths, self.force = paths, force
+        # the chapters load the profile themselves: by name, or (a profile of one's own) by its file
+        self.common = {"profile": profile_name if str(profile_name) in PROFILES
+                       else str(Path(profile_name).resolve())}
+        self.runs = grid(self.profile)
+        # the run the NER chapter shows goes first, so that the chapter exists while the grid goes on
+        self.example = tuple(self.profile["ner"].get("example") or self.runs[0])
+        if self.example not in self.runs:
+            raise ClinflairError(f"profile {self.profile['name']}: its NER example {list(self.example)} "
+                                 "is not a run of its grid")
+        self.runs = [self.example] + [run for run in self.runs if run != self.example]
+
+    def rel(self, path: Path) -> str:  # parameters hold paths relative to the root, not this machine's
+        return os.path.relpath(path, self.paths.root)
+
+    def chapter_parameters(self, name: str) -> dict:
+        paths = self.paths
+        if name == "pretraining":
+            return {**self.common, "output_dir": self.rel(paths.work / "pretraining")}
+        if name == "embeddings":
+            return {**self.common, "models_dir": self.rel(paths.models)}
+        if name == "tutorial":
+            return {"forward_model": self.rel(paths.models / "clinical-forward" / "best-lm.pt"),
+                    "backward_model": self.rel(paths.models / "clinical-backward" / "best-lm.pt"),
+                    "output_dir": self.rel(paths.work / "tutorial")}
+        if name == "results":
+            return {**self.common, "records_dir": self.rel(paths.records), "book_dir": self.rel(paths.book),
+                    "benchmarks_dir": self.rel(paths.benchmarks)}
+        raise ValueError(f"{name}: the NER chapter is the example run's notebook, not a job of its own")
+
+    def chapter(self, name: str, always: bool = False) -> Job:
+        """The job that executes chapter ``name``; ``always``: even when it is done (the results)."""
+        parameters = self.chapter_parameters(name)
+        digest = profile_digest(self.profile, CHAPTER_SECTIONS[name])
+        target, template = self.paths.book / f"{name}.ipynb", self.paths.templates / f"{name}.ipynb"
+        return Job(name, execute, {"template": template, "target": target, "parameters": parameters,
+                                   "cwd": self.paths.root, "digest": digest},
+                   is_done=lambda: not (self.force or always) and is_complete(target, parameters, digest, template),
+                   log=target)
+
+    def run_parameters(self, dataset: str, embeddings: str, seed: int) -> dict:
+        paths = self.paths
+        return {**self.common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
+                "output_dir": self.rel(paths.work / "ner" / run_name(dataset, embeddings, seed)),
+                "models_dir": self.rel(paths.models), "cache_dir": self.rel(paths.work / "cache")}
+
+    @property
+    def shown(self) -> Path:
+        """The example run's notebook: the NER chapter is a copy of it."""
+        return self.paths.work / "ner" / run_name(*self.example) / "run.ipynb"
+
+    def example_shown(self) -> bool:
+        template = self.paths.templates / "ner.ipynb"
+        return (is_complete(self.paths.book / "ner.ipynb", self.run_parameters(*self.example), template=template)
+                or is_complete(self.shown, template=template))
+
+    def show_example(self, just_run: bool = False) -> None:
+        """Copy the example run's notebook to the NER chapter when it is newer or the chapter is stale."""
+        template, chapter = self.paths.templates / "ner.ipynb", self.paths.book / "ner.ipynb"
+        if is_complete(self.shown, template=template) and (
+                just_run or not is_complete(chapter, self.run_parameters(*self.example), template=template)):
+            copy_file(self.shown, chapter)
+
+    def run_jobs(self, log: Callable[[str], None] = print) -> list[Job]:
+        """Every NER run of the grid; a run is done when its record was made with the profile's
+        settings and language models (and, for the example, when the chapter can show it)."""
+        records = self.paths.records
+        settings = settings_for(self.profile)
+        lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (records / "lm").glob("*.json")}
+        jobs = []
+        for run in self.runs:
+            name = run_name(*run)
+            record = records / f"{name}.json"
+            current = is_current_run(record, settings, lm_keys)
+            # the example run is done only if the chapter can show it: a notebook with the template's code
+            done = not self.force and current and (run != self.example or self.example_shown())
+            if not done and record.is_file():
+                log(f"{name}: " + ("the NER chapter shows it and its notebook predates the template" if current
+                                   else "its record was made with other settings or language models")
+                    + "; running it again")
+            parameters = self.run_parameters(*run)
+            notebook = self.paths.root / parameters["output_dir"] / "run.ipynb"
+            jobs.append(Job(name, execute_run, {
+                "template": self.paths.templates / "ner.ipynb", "notebook": notebook, "parameters": parameters,
+                "cwd": self.paths.root, "record": record}, is_done=lambda done=done: done, log=notebook))
+        return jobs
+
+    def language_model_stages(self) -> list[list[Job]]:
+        """The pre-training chapter's models as jobs, in two stages (``general``; then the models
+        that continue it), for executors that run jobs side by side. Needs the corpora built."""
+        settings = self.profile["pretraining"]
+        work = self.paths.work / "pretraining"
+        dictionary = None if settings["base_models"] else work / "models" / "dictionary.pkl"
+        stages = lm.family_stages(work / "corpora", work / "models", *lm.family_configs(settings), dictionary,
+                                  base_models=settings["base_models"])
+        return [[Job(f"lm/{member.name}", member.train, is_done=member.is_current) for member in stage]
+                for stage in stages]
+
+    def corpora_job(self) -> Job:
+        return Job("corpora", lm.prepare_pretraining, {"output_dir": self.paths.work / "pretraining",
+                                                      "settings": self.profile["pretraining"]})
+
+
 def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False,
-                 out: Path | str | None = None, from_records: bool = False) -> BookReport:
+                 out: Path | str | None = None, from_records: bool = False,
+                 executor: ExecutorSettings | None = None) -> BookReport:
     """Execute every chapter and run of a profile (see the module's docstring).
 
     ``root`` is the repository (templates, book sources); the book, records and work files are written
     there too unless ``out`` names another folder (a smoke run that leaves the committed book alone).
     ``from_records`` executes only the results chapter, from the records the book holds, and trains
-    nothing: the committed book made readable as it stands, in a minute.
+    nothing: the committed book made readable as it stands, in a minute. ``executor`` says where the
+    jobs run (:mod:`clinflair_utils.jobs`; default: one after another in this process).
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
     check_profile(profile)
-    if profile.get("device", "cpu") == "cuda" and not torch.cuda.is_available() and not from_records:
+    executor = executor or ExecutorSettings()
+    if (profile.get("device", "cpu") == "cuda" and not torch.cuda.is_available() and not from_records
+            and executor.kind != "slurm"):
         raise ClinflairError(f"profile {profile['name']} is made for a GPU (device: cuda) and torch sees none "
                              "here: use a GPU runtime (Colab: Runtime > Change runtime type), or a CPU profile")
     paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
@@ -170,38 +296,40 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         for name in BOOK_SOURCES:
             (paths.root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(paths.source / name, paths.root / name)
+    plan = BookPlan(profile_name, paths, force)
     report = BookReport()
-    cwd = paths.root  # every relative path in the parameters is relative to the book's root
 
-    def chapter(name: str, parameters: dict) -> bool:
-        target = paths.book / f"{name}.ipynb"
-        digest = profile_digest(profile, CHAPTER_SECTIONS[name])
-        if not force and is_complete(target, parameters, digest, paths.templates / f"{name}.ipynb"):
-            report.skipped.append(name)
-            return True
-        print(f"[{profile['name']}] executing {name} ...", flush=True)
-        started = time.time()
-        try:
-            execute(paths.templates / f"{name}.ipynb", target, parameters, cwd, digest)
-        except Exception as error:  # papermill's execution error names the cell; keep going
-            report.failed[name] = f"{target}: {_one_line(error)}"
-            print(f"[{profile['name']}] FAILED {name}: {report.failed[name]}", flush=True)
-            return False
-        report.executed.append(name)
-        print(f"[{profile['name']}] {name} done in {time.time() - started:.0f} s", flush=True)
-        return True
+    def log(message: str) -> None:
+        print(f"[{profile['name']}] {message}", flush=True)
 
-    def rel(path: Path) -> str:  # parameters hold paths relative to the root, not this machine's
-        return os.path.relpath(path, paths.root)
+    runner = JobRunner(executor, paths.work / "jobs", log=log)
 
-    # the chapters load the profile themselves: by name, or (a profile of one's own) by its file
-    common = {"profile": profile_name if str(profile_name) in PROFILES else str(Path(profile_name).resolve())}
+    def run(jobs: list[Job], on_done: Callable[[Job], None] | None = None) -> bool:
+        outcomes = runner.run(jobs, on_done)
+        for outcome in outcomes:
+            if outcome.state == "skipped":
+                report.skipped.append(outcome.name)
+            elif outcome.state == "done":
+                report.executed.append(outcome.name)
+            else:
+                report.failed[outcome.name] = outcome.error + (f" (log: {outcome.log})" if outcome.log else "")
+        return all(outcome.state != "failed" for outcome in outcomes)
+
     if from_records:
-        results_chapter(chapter, paths, common)
+        run([plan.chapter("results", always=True)])
         return report
     if profile.get("keep_models"):
         keep_models(paths)  # a clone gets the kept models back before anything looks for them
-    if not chapter("pretraining", {**common, "output_dir": rel(paths.work / "pretraining")}):
+    pretraining = plan.chapter("pretraining")
+    if executor.kind != "local" and not pretraining.is_done():
+        # side by side: the corpora, then each stage's language models as jobs of their own; the
+        # chapter then finds every model trained and only reports
+        if not run([plan.corpora_job()]):
+            return report
+        for stage in plan.language_model_stages():
+            if not run(stage):
+                return report
+    if not run([pretraining]):
         return report  # everything after needs the language models
     if profile.get("keep_models"):
         keep_models(paths)
@@ -216,85 +344,48 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
     if corpora_summary.is_file():
         copy_file(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
-    chapter("embeddings", {**common, "models_dir": rel(paths.models)})
-    chapter("tutorial", {"forward_model": rel(paths.models / "clinical-forward" / "best-lm.pt"),
-                         "backward_model": rel(paths.models / "clinical-backward" / "best-lm.pt"),
-                         "output_dir": rel(paths.work / "tutorial")})
-
-    def run_parameters(dataset: str, embeddings: str, seed: int) -> dict:
-        run_dir = paths.work / "ner" / run_name(dataset, embeddings, seed)
-        return {**common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
-                "output_dir": rel(run_dir), "models_dir": rel(paths.models), "cache_dir": rel(paths.work / "cache")}
-
-    runs = grid(profile)
-    # the run the NER chapter shows goes first, so that the chapter exists while the grid goes on
-    example = tuple(profile["ner"].get("example") or runs[0])
-    if example not in runs:
-        raise ClinflairError(f"profile {profile['name']}: its NER example {list(example)} is not a run of its grid")
-    runs = [example] + [run for run in runs if run != example]
-    chapter_ner = paths.book / "ner.ipynb"
-
-    shown, ner_template = paths.work / "ner" / run_name(*example) / "run.ipynb", paths.templates / "ner.ipynb"
-
-    def example_shown() -> bool:
-        return (is_complete(chapter_ner, run_parameters(*example), template=ner_template)
-                or is_complete(shown, template=ner_template))
-
-    def show_example(just_run: bool = False) -> None:
-        if is_complete(shown, template=ner_template) and (
-                just_run or not is_complete(chapter_ner, run_parameters(*example), template=ner_template)):
-            copy_file(shown, chapter_ner)
 
     paths.records.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(profile)
-    lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (paths.records / "lm").glob("*.json")}
-    started, failed_runs = time.time(), 0
-    current = {run: is_current_run(paths.records / f"{run_name(*run)}.json", settings, lm_keys) for run in runs}
-    bar = tqdm(total=len(runs), initial=sum(current.values()), desc=f"NER runs ({profile['name']})", unit="run",
-               dynamic_ncols=True, file=sys.stdout)
-    for dataset, embeddings, seed in runs:
-        name = run_name(dataset, embeddings, seed)
-        record = paths.records / f"{name}.json"
-        # the example run is done only if the chapter can show it: a notebook with the template's code
-        example_unshown = (dataset, embeddings, seed) == example and not example_shown()
-        if not force and current[dataset, embeddings, seed] and not example_unshown:
-            report.skipped.append(name)
-            continue
-        if record.is_file():
-            why = ("the NER chapter shows it and its notebook predates the template"
-                   if current[dataset, embeddings, seed] else
-                   "its record was made with other settings or language models")
-            tqdm.write(f"{name}: {why}; running it again", file=sys.stdout)
-        run_dir = paths.work / "ner" / name
-        bar.set_postfix_str(f"running {name}; failed {failed_runs}; elapsed {time.time() - started:.0f} s")
-        try:
-            execute(paths.templates / "ner.ipynb", run_dir / "run.ipynb",
-                    run_parameters(dataset, embeddings, seed), cwd)
-            copy_file(run_dir / "record.json", record)
-            report.executed.append(name)
-            if (dataset, embeddings, seed) == example:
-                show_example(just_run=True)
-                if len(runs) > 1:  # a long grid: the results chapter exists from its first run on
-                    results_chapter(chapter, paths, common)
-        except Exception as error:
-            report.failed[name] = f"{run_dir / 'run.ipynb'}: {_one_line(error)}"
-            failed_runs += 1
-            tqdm.write(f"FAILED {name}: {report.failed[name]}", file=sys.stdout)
-        bar.update(1)
-    bar.set_postfix_str(f"elapsed {time.time() - started:.0f} s")
-    bar.close()
+    runs = plan.run_jobs(log)
+    finished = [sum(job.is_done() for job in runs)]
 
-    show_example()
-    results_chapter(chapter, paths, common)
+    def run_finished(job: Job) -> None:
+        if job.name in {run.name for run in runs}:
+            finished[0] += 1
+            log(f"{finished[0]} of {len(runs)} NER runs done")
+        if job.name == run_name(*plan.example):
+            plan.show_example(just_run=True)
+            if executor.kind == "local" and len(runs) > 1:  # a long grid: the results chapter exists from its first run on
+                run([plan.chapter("results", always=True)])
+
+    run([plan.chapter("embeddings"), plan.chapter("tutorial")] + runs, on_done=run_finished)
+    plan.show_example()
+    run([plan.chapter("results", always=True)])
     return report
 
 
-def results_chapter(chapter, paths: BookPaths, common: dict) -> None:
-    """The results are cheap and must reflect every record: always executed again."""
-    if (paths.book / "results.ipynb").exists():
-        (paths.book / "results.ipynb").unlink()
-    chapter("results", {**common, **{name: os.path.relpath(path, paths.root) for name, path in (
-        ("records_dir", paths.records), ("book_dir", paths.book), ("benchmarks_dir", paths.benchmarks))}})
+def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> list[dict]:
+    """Each job of a profile's book: ``done`` (its result exists and is current), or what its last
+    submission says (``queued``, ``running``, ``failed`` or ``interrupted``, with its log; ``outdated``:
+    made with other settings), or ``not submitted``."""
+    source = Path(root).resolve()
+    profile = load_profile(profile_name)
+    paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
+    plan = BookPlan(profile_name, paths)
+    jobs = [plan.chapter("pretraining")]
+    if (paths.work / "pretraining" / "corpora").is_dir():
+        jobs += [job for stage in plan.language_model_stages() for job in stage]
+    jobs += [plan.chapter("embeddings"), plan.chapter("tutorial")] + plan.run_jobs(log=lambda message: None)
+    jobs.append(plan.chapter("results"))
+    rows = []
+    for job in jobs:
+        state, log = submission_state(paths.work / "jobs", job.name)
+        if job.is_done():
+            state = "done"
+        elif state == "done":  # made, but with settings the profile no longer has
+            state = "outdated"
+        rows.append({"job": job.name, "state": state, "log": log})
+    return rows
 
 
 def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, str | None]) -> bool:
@@ -344,12 +435,6 @@ def keep_models(paths: BookPaths) -> None:
         dictionary = source_dir / "dictionary.pkl"
         if dictionary.is_file() and (not only_missing or not (target_dir / "dictionary.pkl").is_file()):
             copy_file(dictionary, target_dir / "dictionary.pkl")
-
-
-def _one_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    useful = [line for line in text if line.strip() and not line.startswith("-")]
-    return (useful[-1] if useful else type(error).__name__)[:300]
 
 
 def build_html(root: Path | str = ".") -> Path:

@@ -32,6 +32,7 @@ from flair.data import Dictionary
 from flair.models import LanguageModel
 from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
 
+from .corpus import build_corpora, corpus_characters
 from .errors import ClinflairError
 from .files import write_json
 
@@ -337,38 +338,104 @@ def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
     return record
 
 
+@dataclass
+class FamilyMember:
+    """One model of a family (``general-forward``, ``clinical-backward`` ...) and how to make it:
+    a job of its own, independent of the other members of its stage."""
+
+    name: str
+    corpus_dir: Path
+    model_dir: Path
+    config: LMConfig | None
+    forward: bool
+    dictionary: Dictionary | Path | None = None  # a model from scratch: the dictionary or its file
+    init_from: Path | None = None  # a fine-tuned model: the model it continues
+    published: str | None = None  # flair's published model stored as this member instead
+    seed: int = 1
+
+    def train(self) -> dict:
+        """Train (or store) this model; its record. Does nothing but return the record when it is
+        already made with these settings."""
+        if self.published:
+            return save_published_model(self.published, self.model_dir)
+        dictionary = load_dictionary(self.dictionary) if isinstance(self.dictionary, Path) else self.dictionary
+        return train_language_model(self.corpus_dir, self.model_dir, self.config, self.forward, dictionary,
+                                    init_from=self.init_from, seed=self.seed)
+
+    def is_current(self) -> bool:
+        """True if the model is trained with these settings, on this text, from this starting model."""
+        if not is_trained(self.model_dir):
+            return False
+        if self.published:
+            return True
+        record = json.loads((self.model_dir / DONE_FILE).read_text())
+        return _changed_since(record, self.corpus_dir, self.config, self.init_from) is None
+
+
+def family_stages(
+    corpora_dir: Path | str,
+    models_dir: Path | str,
+    general: LMConfig | None,
+    finetune: LMConfig,
+    dictionary: Dictionary | Path | None,
+    base_models: dict[str, str] | None = None,
+    seed: int = 1,
+) -> list[list[FamilyMember]]:
+    """The models :func:`train_model_family` makes, in two stages whose members do not depend on each
+    other: ``general`` in both directions, then every fine-tuned model in both directions."""
+    corpora_dir, models_dir = Path(corpora_dir), Path(models_dir)
+    first, second = [], []
+    for direction in DIRECTIONS:
+        forward = direction == "forward"
+        general_dir = model_dir(models_dir, "general", direction)
+        first.append(FamilyMember(f"general-{direction}", corpora_dir / "general", general_dir, general, forward,
+                                  dictionary, published=(base_models or {}).get(direction), seed=seed))
+        second += [FamilyMember(f"{name}-{direction}", corpora_dir / name, model_dir(models_dir, name, direction),
+                                finetune, forward, init_from=general_dir / MODEL_FILE, seed=seed)
+                   for name in FINETUNED if (corpora_dir / name).is_dir()]
+    return [first, second]
+
+
 def train_model_family(
     corpora_dir: Path | str,
     models_dir: Path | str,
     general: LMConfig | None,
     finetune: LMConfig,
-    dictionary: Dictionary | None,
+    dictionary: Dictionary | Path | None,
     base_models: dict[str, str] | None = None,
     seed: int = 1,
 ) -> dict[str, dict]:
     """``general`` and each fine-tuned model of :data:`FINETUNED` whose corpus exists, in both
-    directions; records keyed ``name-direction``.
+    directions, one after another; records keyed ``name-direction``.
 
     ``general`` is trained from scratch on ``corpora_dir/general`` with ``general`` and the shared
     ``dictionary``, or is the published flair model named in ``base_models`` for its direction.
     ``clinical``, ``control`` and ``referrals`` continue it with ``finetune`` on their corpora
     (``control`` has as many training characters as ``clinical``, hence as many updates).
     """
-    corpora_dir = Path(corpora_dir)
-    records = {}
-    for direction in DIRECTIONS:
-        forward = direction == "forward"
-        general_dir = model_dir(models_dir, "general", direction)
-        if base_models:
-            records[f"general-{direction}"] = save_published_model(base_models[direction], general_dir)
-        else:
-            records[f"general-{direction}"] = train_language_model(
-                corpora_dir / "general", general_dir, general, forward, dictionary, seed=seed)
-        for name in (n for n in FINETUNED if (corpora_dir / n).is_dir()):
-            records[f"{name}-{direction}"] = train_language_model(
-                corpora_dir / name, model_dir(models_dir, name, direction), finetune, forward,
-                init_from=general_dir / MODEL_FILE, seed=seed)
-    return records
+    stages = family_stages(corpora_dir, models_dir, general, finetune, dictionary, base_models, seed)
+    return {member.name: member.train() for stage in stages for member in stage}
+
+
+def prepare_pretraining(output_dir: Path | str, settings: dict, seed: int = 1):
+    """What every language model of a profile's ``pretraining`` section trains on: the corpora
+    (``output_dir/corpora``) and, for models from scratch, one character dictionary over all of them
+    (``output_dir/models/dictionary.pkl``; ``None`` with published base models, which bring their
+    own). Returns the corpus build and the dictionary."""
+    output_dir = Path(output_dir)
+    build = build_corpora(output_dir / "corpora", seed=seed, **settings["corpora"])
+    dictionary = None
+    if not settings["base_models"]:
+        characters = corpus_characters([summary.path for summary in build.corpora])
+        dictionary = build_dictionary(characters, output_dir / "models" / "dictionary.pkl")
+    return build, dictionary
+
+
+def family_configs(settings: dict) -> tuple[LMConfig | None, LMConfig]:
+    """The ``general`` and ``finetune`` configurations of a profile's ``pretraining`` section (a
+    fine-tuned model inherits what ``finetune`` leaves unsaid from ``general``)."""
+    general = LMConfig(**settings["general"]) if settings["general"] else None
+    return general, LMConfig(**{**(settings["general"] or {}), **settings["finetune"]})
 
 
 def trained_models(models_dir: Path | str) -> list[str]:

@@ -204,6 +204,49 @@ def paper_cost_block(sources: Sources) -> str:
     return "\n".join(lines) + f"\n\nFrom {files}.\n"
 
 
+def cluster_block(sources: Sources) -> str:
+    """What the ``paper`` profile's jobs cost on each measured GPU: the language models of the second
+    pre-training stage and the NER runs, one job each, from the paper-cost benchmarks' rates and the
+    sizes in this book's records (its open corpora, every train+dev token)."""
+    measured = [(p, json.loads(p.read_text())) for p in sorted(sources.benchmarks.glob("paper_cost_*.json"))]
+    measured = [(p, m) for p, m in measured if m.get("gpu")]
+    if not measured:
+        return "No GPU measurement yet: `python benchmarks/paper_cost.py --json FILE` on a GPU.\n"
+    paper = load_profile("paper")
+    lm_records, epochs = sources.lm_records(), paper["pretraining"]["finetune"]["max_epochs"]
+    tokens = sources.records.dropna(subset=["train_tokens"]).groupby("dataset")["train_tokens"].max()
+    ner_epochs, configurations = paper["ner"]["settings"]["max_epochs"], len(paper["ner"]["embeddings"])
+    seeds = len(paper["ner"]["seeds"])
+    headers = [f"{m['gpu']}, {m['language_models'].split(',')[1].strip()}" for _, m in measured]
+    lines = ["| job | jobs | " + " | ".join(f"hours each ({h})" for h in headers) + " |",
+             "|---|---|" + "---|" * len(measured)]
+    rates = [{stage["stage"].split(",")[0]: stage["measured_rate"] for stage in m["stages"]} for _, m in measured]
+    totals = [0.0] * len(measured)
+    for name in ("clinical", "control", "referrals"):
+        characters = (lm_records.get(f"{name}-forward") or {}).get("train_characters")
+        if not characters:
+            continue
+        hours = [characters * epochs / rate["fine-tune one language model"] / 3600 for rate in rates]
+        totals = [t + 2 * h for t, h in zip(totals, hours)]
+        lines.append(f"| fine-tune `{name}`, forward or backward ({characters:,} characters x {epochs} epochs at most) "
+                     f"| 2 | " + " | ".join(f"{h:.2f}" if h >= 0.01 else "< 0.01" for h in hours) + " |")
+    for dataset in paper["ner"]["datasets"]:
+        if dataset not in tokens.index:
+            lines.append(f"| NER run on {results.dataset_name(dataset)} | {configurations * seeds} | "
+                         + " | ".join("not in the records yet" for _ in measured) + " |")
+            continue
+        hours = [tokens[dataset] * ner_epochs / rate["train the tagger"] / 3600 for rate in rates]
+        totals = [t + configurations * seeds * h for t, h in zip(totals, hours)]
+        lines.append(f"| NER run on {results.dataset_name(dataset)} ({int(tokens[dataset]):,} train+dev tokens x "
+                     f"{ner_epochs} epochs) | {configurations * seeds} | " + " | ".join(f"{h:.1f}" for h in hours) + " |")
+    missing = [d for d in paper["ner"]["datasets"] if d not in tokens.index]
+    lines.append(f"| all of the above{', those not in the records yet left out' if missing else ''}, GPU hours | | "
+                 + " | ".join(f"{t:.0f}" for t in totals) + " |")
+    files = ", ".join(f"`benchmarks/results/{p.name}`" for p, _ in measured)
+    return ("\n".join(lines) + f"\n\nRates from {files} (the tagger's: flair's `ModelTrainer`); sizes from "
+            f"`book/records/{sources.profile['name']}/`.\n")
+
+
 def cache_block(sources: Sources) -> str:
     rows = []
     for path in sorted(sources.benchmarks.glob("embedding_cache_*.json")):
@@ -257,6 +300,7 @@ BLOCKS: dict[str, Callable[[Sources], str]] = {
     "performance": performance_block,
     "paper-cost": paper_cost_block,
     "embedding-cache": cache_block,
+    "cluster-cost": cluster_block,
 }
 
 

@@ -20,14 +20,11 @@ def real_file() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory) -> Path:
     """The quick profile's corpora and six language models, built once per test session."""
-    from clinflair_utils import corpus, lm
+    from clinflair_utils import lm
     from clinflair_utils.profiles import load_profile
 
     out = tmp_path_factory.mktemp("pretraining")
     settings = load_profile("quick")["pretraining"]
-    build = corpus.build_corpora(out / "corpora", **settings["corpora"])
-    characters = corpus.corpus_characters([summary.path for summary in build.corpora])
-    dictionary = lm.build_dictionary(characters, out / "models" / "dictionary.pkl")
-    lm.train_model_family(out / "corpora", out / "models", lm.LMConfig(**settings["general"]),
-                          lm.LMConfig(**settings["finetune"]), dictionary)
+    _, dictionary = lm.prepare_pretraining(out, settings)
+    lm.train_model_family(out / "corpora", out / "models", *lm.family_configs(settings), dictionary)
     return out
