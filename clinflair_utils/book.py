@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import papermill
 import torch
 
 from .errors import ClinflairError
+from .colab import SETUP_TAG
 from .corpus import SUMMARY_FILE
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
@@ -139,14 +141,49 @@ def is_complete(notebook: Path, parameters: dict | None = None, digest: str | No
     return not metadata.get("exception") and metadata.get("end_time") is not None
 
 
+def present(notebook: nbformat.NotebookNode) -> None:
+    """What a reader of the built book sees: the values a chapter ran with once (papermill's injected
+    cell; the template's defaults are kept in the notebook but left off the page), no Colab setup
+    cell (it does nothing outside Colab), no empty outputs."""
+    cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    injected = any("injected-parameters" in cell.metadata.get("tags", []) for cell in cells)
+    for cell in cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ((injected and "parameters" in tags) or SETUP_TAG in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        cell.outputs = [output for output in cell.get("outputs", [])
+                        if not (output.get("output_type") == "stream" and _is_debris(output.get("text", "")))]
+
+
+# a tqdm progress bar as it reaches a notebook: "\r 18%|█▊   | 8/44 [00:11<00:52,  1.46s/it]", "0it [00:00, ?it/s]"
+PROGRESS_BAR = re.compile(r".*\[\d+:\d+(:\d+)?(<[^\]]*)?(, [^\]]*)?\]")
+
+
+def _is_debris(text: str) -> bool:
+    """Empty, or nothing but progress-bar updates (flair passes tqdm arguments that override
+    ``TQDM_DISABLE``)."""
+    return all(PROGRESS_BAR.fullmatch(piece.strip()) for piece in re.split(r"[\r\n]", text) if piece.strip())
+
+
 def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: str | None = None) -> None:
     """papermill ``template`` into ``target`` with ``parameters``, run from ``cwd``; ``digest`` (of
     the profile settings it was made with) is kept in the notebook's metadata."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
-                               progress_bar=False, log_output=False, kernel_name="python3")
+    quiet = {"TQDM_DISABLE": "1"}  # progress bars are debris on a page; the kernel inherits this
+    saved = {name: os.environ.get(name) for name in quiet}
+    os.environ.update(quiet)
+    try:
+        papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
+                                   progress_bar=False, log_output=False, kernel_name="python3")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     # papermill records absolute paths of this machine; the committed book keeps them relative
     notebook = nbformat.read(target, as_version=4)
+    present(notebook)
     metadata = notebook.metadata.get("papermill", {})
     for key in ("input_path", "output_path", "cwd"):
         if metadata.get(key):

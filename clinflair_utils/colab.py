@@ -27,14 +27,16 @@ WORK = Path("clinflair-output")  # beside the notebook: /content on Colab
 # local configurations and the published pairs that stand for them where no local models exist
 PUBLISHED_FOR = {"general": "es", "clinical": "es-clinical"}
 
-SETUP_CELL = '''# On Colab only (elsewhere this cell does nothing): install this book's package from its repository,
-# then use flair's published models, the GPU and data downloaded from their sources.
+SETUP_CELL = '''# On Colab only (elsewhere this cell does nothing): install this book's package from its
+# repository, then use flair's published models, the GPU and data downloaded from their sources.
 import importlib.util, os, subprocess, sys
 if importlib.util.find_spec("google.colab"):
     checkout = os.path.abspath("clinflair-book")
     if not os.path.isdir(checkout):
-        repository = os.environ.get("CLINFLAIR_REPOSITORY", "{url}")
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", repository, checkout], check=True)
+        repository = "{url}"
+        repository = os.environ.get("CLINFLAIR_REPOSITORY", repository)
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", repository, checkout],
+                       check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", checkout], check=True)
         importlib.invalidate_caches()
     from clinflair_utils.colab import colab_parameters

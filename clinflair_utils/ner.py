@@ -444,8 +444,10 @@ def per_type_table(record: RunRecord) -> pd.DataFrame:
     return pd.DataFrame(record.per_type).T.sort_index()
 
 
-def gold_vs_predicted(sentences: list[Sentence], limit: int = 5, only_with_entities: bool = True) -> pd.DataFrame:
-    """Spans of some test sentences: gold against predicted (``predicted`` labels from evaluation)."""
+def gold_vs_predicted(sentences: list[Sentence], limit: int = 6, only_with_entities: bool = True) -> pd.DataFrame:
+    """Spans of some test sentences, gold against predicted (``predicted`` labels from evaluation):
+    the first sentences the tagger got exactly right and the first it did not, half and half where
+    both exist, in the order of the test split."""
     rows = []
     for sentence in sentences:
         gold = {(s.unlabeled_identifier, s.text, s.get_label("ner").value) for s in sentence.get_spans("ner")}
@@ -457,9 +459,11 @@ def gold_vs_predicted(sentences: list[Sentence], limit: int = 5, only_with_entit
                      "gold": "; ".join(f"{text} [{tag}]" for _, text, tag in sorted(gold)),
                      "predicted": "; ".join(f"{text} [{tag}]" for _, text, tag in sorted(predicted)),
                      "exact": gold == predicted})
-        if len(rows) == limit:
-            break
-    return pd.DataFrame(rows)
+    hits = [i for i, row in enumerate(rows) if row["exact"]]
+    misses = [i for i, row in enumerate(rows) if not row["exact"]]
+    take_hits = min(len(hits), max(limit // 2, limit - len(misses)))
+    chosen = sorted(hits[:take_hits] + misses[:limit - take_hits])
+    return pd.DataFrame([rows[i] for i in chosen], columns=["sentence", "gold", "predicted", "exact"])
 
 
 # --- Using a trained model ------------------------------------------------------------------------

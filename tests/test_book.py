@@ -6,6 +6,7 @@ runs before the tests, and Debian's chromium.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -134,6 +135,30 @@ def test_built_page_in_chromium(browser_ready, page: str) -> None:
             continue
         target = (HTML / page).parent.joinpath(unquote(parsed.path)).resolve()
         assert target.exists(), f"{page}: broken internal link {href}"
+    # as a reader meets it: no progress-bar debris, no code cut off at the page's edge, no setup cell
+    assert not re.search(r"\d+it \[|it/s\]|s/it\]", dom), f"{page}: progress-bar output"
+    for block in re.findall(r'<div class="highlight[^"]*"><pre>(.*?)</pre>', dom, re.S):
+        for line in html.unescape(re.sub(r"<[^>]+>", "", block)).splitlines():
+            assert len(line) <= 100, f"{page}: a code line of {len(line)} characters: {line}"
+    assert "CLINFLAIR_REPOSITORY" not in dom, f"{page}: the Colab setup cell is shown"
+
+
+def test_results_page_answers_before_it_lists_the_records(browser_ready) -> None:
+    text = re.sub(r"<[^>]+>", " ", _dom(HTML / "book" / "results.html"))
+    answer, records = text.find("The answer"), text.find("Every run record")
+    assert 0 <= answer < records, (answer, records)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_a_chapter_shows_one_parameters_cell(chapter: str) -> None:
+    """The values it ran with (papermill's injected cell) are shown; the template's defaults and the
+    Colab setup cell are left off the page."""
+    notebook = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", as_version=4)
+    shown = [cell for cell in notebook.cells if cell.cell_type == "code"
+             and "remove-cell" not in cell.metadata.get("tags", [])]
+    parameters = [cell for cell in shown if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", []))]
+    assert len(parameters) == 1 and "injected-parameters" in parameters[0].metadata["tags"]
+    assert not any("colab-setup" in cell.metadata.get("tags", []) for cell in shown)
 
 
 def test_kept_models_travel_with_the_book_and_come_back(tmp_path: Path) -> None:

@@ -283,3 +283,22 @@ def test_a_cut_off_or_foreign_model_file_is_refused_with_its_path(models: Path, 
     (tmp_path / "embeddings" / "es-clinical-forward.pt").write_bytes(whole[:1000])
     with pytest.raises(ClinflairError, match=r"es-clinical-forward \(flair's cache: .*es-clinical-forward\.pt\)"):
         emb.resolve_embeddings("es-clinical")
+
+
+def test_gold_vs_predicted_shows_hits_and_misses() -> None:
+    from flair.data import Sentence
+
+    from clinflair_utils.ner import gold_vs_predicted
+
+    sentences = []
+    for index in range(8):
+        sentence = Sentence(f"Paciente {index} con HTA y DM2 .")
+        sentence[3:4].add_label("ner", "ENF")
+        sentence[3:4].add_label("predicted", "ENF")
+        if index >= 5:  # the last three: a missed entity
+            sentence[5:6].add_label("ner", "ENF")
+        sentences.append(sentence)
+    table = gold_vs_predicted(sentences, limit=4)
+    assert table["exact"].tolist() == [True, True, False, False]
+    assert table["sentence"].str.contains("Paciente 0").iloc[0] and table["gold"].iloc[-1] == "HTA [ENF]; DM2 [ENF]"
+    assert gold_vs_predicted(sentences[:5], limit=4)["exact"].tolist() == [True] * 4  # no misses: all hits
