@@ -51,7 +51,7 @@ CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
 
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/references.bib")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", "book/references.bib")
 
 
 @dataclass

@@ -304,7 +304,7 @@ def plot_scores(records: pd.DataFrame, metric: str = "micro_f1"):
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(means)), 3.8))
     means.plot.bar(yerr=stds, ax=axis, rot=0, capsize=2)
     axis.set(ylabel=f"{metric.replace('_', ' ')} (%)", xlabel="")
-    axis.legend(title="embeddings", fontsize=8)
+    axis.legend(title="embeddings", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not over them
     figure.tight_layout()
     return figure
 
