@@ -129,7 +129,7 @@ def scale_text(sources: Sources) -> str:
     table = results.paired_difference(sources.records, "clinical", "referrals")
     if not table.empty:
         text += " In micro F1, `clinical` − `referrals`: " + "; ".join(
-            f"{results.dataset_name(d)} {_signed(row['difference'])} ({int(row['seeds'])} seeds, {row['verdict']})"
+            f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.seed_count(row['seeds'])}, {row['verdict']})"
             for d, row in table.iterrows()) + "."
     return text
 

@@ -163,7 +163,7 @@ def answer(records: pd.DataFrame, candidate: str = "clinical",
                          f"→ **{row['verdict']}**")
         first = next(t for t in comparisons.values() if dataset in t.index)
         lines.append(f"- **{dataset}** (`{candidate}` {first.loc[dataset, candidate]:.2f}, "
-                     f"{int(first.loc[dataset, 'seeds'])} seeds): " + "; ".join(parts))
+                     f"{seed_count(first.loc[dataset, 'seeds'])}): " + "; ".join(parts))
     totals = []
     for baseline, table in comparisons.items():
         wins = int((table["verdict"] == "better").sum())
@@ -228,6 +228,11 @@ def grid_progress(records: pd.DataFrame, profile: dict) -> str:
     per_seed = ", ".join(f"seed {s}: {sum(run[2] == s for run in done)} of {len(runs) // len(ner['seeds'])}"
                          for s in ner["seeds"])
     return f"**The `{profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** ({per_seed})."
+
+
+def seed_count(seeds: float) -> str:
+    """"1 seed", "3 seeds"."""
+    return f"{int(seeds)} seed{'s' if int(seeds) != 1 else ''}"
 
 
 def interval_note(records: pd.DataFrame) -> str:
