@@ -146,13 +146,36 @@ def present(notebook: nbformat.NotebookNode) -> None:
     cell; the template's defaults are kept in the notebook but left off the page), no Colab setup
     cell (it does nothing outside Colab), no empty outputs."""
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    injected = any("injected-parameters" in cell.metadata.get("tags", []) for cell in cells)
+    injected = [cell for cell in cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    defaults = [cell for cell in cells if "parameters" in cell.metadata.get("tags", [])]
+    ran_with = notebook.metadata.get("papermill", {}).get("parameters")
+    if injected and defaults and ran_with:  # the one cell shown says every value the chapter ran with
+        from papermill.translators import translate_parameters
+
+        injected[0].source = merged_parameters(
+            defaults[0].source, translate_parameters("python3", "python", ran_with, "Parameters"))
     for cell in cells:
         tags = cell.metadata.setdefault("tags", [])
         if ((injected and "parameters" in tags) or SETUP_TAG in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
         cell.outputs = [output for output in cell.get("outputs", [])
                         if not (output.get("output_type") == "stream" and _is_debris(output.get("text", "")))]
+
+
+ASSIGNMENT = re.compile(r"^(\w+)\s*=")
+
+
+def merged_parameters(defaults: str, injected: str) -> str:
+    """The template's parameters cell with papermill's injected values in place of its defaults, so
+    that one cell shows every value a chapter ran with."""
+    values = {match[1]: line for line in injected.splitlines() if (match := ASSIGNMENT.match(line))}
+    lines = ["# Parameters: this run's values (injected by papermill) and the template's defaults"]
+    for line in defaults.splitlines():
+        match = ASSIGNMENT.match(line)
+        if match and match[1] in values:  # the template's comment describes its default: left out
+            line = values.pop(match[1])
+        lines.append(line)
+    return "\n".join(lines + list(values.values()))
 
 
 # a tqdm progress bar as it reaches a notebook: "\r 18%|█▊   | 8/44 [00:11<00:52,  1.46s/it]", "0it [00:00, ?it/s]"
