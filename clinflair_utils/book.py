@@ -407,12 +407,14 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
 
     paths.records.mkdir(parents=True, exist_ok=True)
     runs = plan.run_jobs(log)
-    finished = [sum(job.is_done() for job in runs)]
+    run_names = {job.name for job in runs}
+    finished = sum(job.is_done() for job in runs)
 
     def run_finished(job: Job) -> None:
-        if job.name in {run.name for run in runs}:
-            finished[0] += 1
-            log(f"{finished[0]} of {len(runs)} NER runs done")
+        nonlocal finished
+        if job.name in run_names:
+            finished += 1
+            log(f"{finished} of {len(runs)} NER runs done")
         if job.name == run_name(*plan.example):
             plan.show_example(just_run=True)
             if executor.kind == "local" and len(runs) > 1:  # a long grid: the results chapter exists from its first run on

@@ -101,7 +101,7 @@ class ExecutorSettings:
 class Job:
     """One unit of work: ``function(**kwargs)``, unless ``is_done()`` says its result exists."""
 
-    name: str  # unique within a book: "lm/general-forward", "run/nubes__clinical__1", "chapter/results"
+    name: str  # unique within a book: "lm/general-forward", "nubes__clinical__1" (a run), "results" (a chapter)
     function: Callable[..., Any]
     kwargs: dict = field(default_factory=dict)
     is_done: Callable[[], bool] = lambda: False
@@ -121,6 +121,11 @@ class JobOutcome:
 
 def _file_name(job_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", job_name)
+
+
+def _record_path(folder: Path | str, name: str) -> Path:
+    """Where ``folder`` remembers job ``name``'s submission."""
+    return Path(folder) / f"{_file_name(name)}.json"
 
 
 class JobRunner:
@@ -145,14 +150,14 @@ class JobRunner:
         started = time.time()
         remembered = {"name": job.name, "executor": "local", "job_id": str(os.getpid()),
                       "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}
-        write_json(self._record_path(job.name), remembered)  # book --status: running in this process
+        write_json(_record_path(self.folder, job.name), remembered)  # book --status: running in this process
         try:
             job()
         except Exception as error:  # reported with the others; the stage goes on
             self.log(f"{job.name}: FAILED: {_one_line(error)}")
-            write_json(self._record_path(job.name), {**remembered, "error": _one_line(error)})
+            write_json(_record_path(self.folder, job.name), {**remembered, "error": _one_line(error)})
             return JobOutcome(job.name, "failed", _one_line(error), str(job.log) if job.log else None)
-        self._record_path(job.name).unlink(missing_ok=True)
+        _record_path(self.folder, job.name).unlink(missing_ok=True)
         self.log(f"{job.name}: done in {time.time() - started:.0f} s")
         if on_done:
             on_done(job)
@@ -196,14 +201,14 @@ class JobRunner:
                 except Exception as error:  # sbatch refused it: report, go on with the others
                     outcomes.append(JobOutcome(job.name, "failed", f"not submitted: {_one_line(error)}"))
                     continue
-                write_json(self._record_path(job.name), {"name": job.name, "executor": self.settings.kind,
+                write_json(_record_path(self.folder, job.name), {"name": job.name, "executor": self.settings.kind,
                                                          "job_id": str(handle.job_id),
                                                          "folder": str(handle.paths.folder),
                                                          "submitted": time.strftime("%Y-%m-%d %H:%M:%S")})
                 running[job.name] = (job, handle)
                 self.log(f"{job.name}: submitted ({self.settings.kind} job {handle.job_id})")
             for name, (job, handle) in list(running.items()):
-                if not _ended(handle):
+                if not handle.done():  # submitit's test: its result file, or sacct says it ended
                     continue
                 del running[name]
                 outcome = _outcome(job.name, handle)
@@ -216,19 +221,16 @@ class JobRunner:
                 time.sleep(self.settings.poll_seconds)
         return outcomes
 
-    def _record_path(self, name: str) -> Path:
-        return self.folder / f"{_file_name(name)}.json"
-
     def _attach(self, job: Job):
         """The handle of ``job``'s earlier submission with this executor if it has not ended."""
-        path = self._record_path(job.name)
+        path = _record_path(self.folder, job.name)
         if not path.is_file():
             return None
         record = json.loads(path.read_text())
         if record.get("executor") != self.settings.kind:
             return None
         handle = _handle(record)
-        return None if _ended(handle) else handle
+        return None if handle.done() else handle
 
 
 def _handle(record: dict):
@@ -264,12 +266,6 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _ended(handle) -> bool:
-    """submitit's own test: the result file exists, or sacct (asked at most every few seconds to
-    minutes) says the job has ended."""
-    return handle.done()
-
-
 def _outcome(name: str, handle) -> JobOutcome:
     log = str(handle.paths.stderr)
     try:
@@ -282,7 +278,7 @@ def _outcome(name: str, handle) -> JobOutcome:
 def submission_state(folder: Path | str, name: str) -> tuple[str, str | None]:
     """What ``folder`` remembers of job ``name``: (``not submitted`` | ``queued`` | ``running`` |
     ``done`` | ``failed`` | ``interrupted``, its log; for a job of the local executor, its error)."""
-    path = Path(folder) / f"{_file_name(name)}.json"
+    path = _record_path(folder, name)
     if not path.is_file():
         return "not submitted", None
     record = json.loads(path.read_text())

@@ -12,7 +12,6 @@ import io
 import json
 import platform
 import random
-import re
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ from flair.trainers import ModelTrainer
 from flair.training_utils import AnnealOnPlateau
 
 from . import __version__
+from .corpus import TOKEN  # tagged text is tokenized the way the corpora are
 from .data import load_corpus
 from .embeddings import attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
@@ -468,13 +468,11 @@ def gold_vs_predicted(sentences: list[Sentence], limit: int = 6, only_with_entit
 
 # --- Using a trained model ------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     """Tokens with character offsets, split like the corpora: runs of letters/digits, and each
     punctuation mark alone (CWLC's "K08.1" is "K08 . 1")."""
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
 
 
 def tag_text(model: SequenceTagger | Path | str, text: str) -> list[dict]:
