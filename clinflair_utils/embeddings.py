@@ -20,10 +20,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbeddings
+from numpy.lib.format import open_memmap
 
 from .errors import ClinflairError
 from .files import atomic_path
@@ -155,13 +157,63 @@ def cacheable(embeddings: StackedEmbeddings) -> list[FlairEmbeddings]:
 
 
 PRECISIONS = {"model": None, "float16": torch.float16}  # None: the language model's own dtype
+# numpy's dtypes of the ones a cache file can hold (numpy has no bfloat16: such a model's rows are kept in float32)
+NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def cache_file(cache_dir: Path | str, embedding: FlairEmbeddings, sentences_key: str, precision: str = "model") -> Path:
+    """Where :func:`cached_vectors` keeps one language model's vectors of the sentences whose
+    :func:`sentences_fingerprint` is ``sentences_key``, at ``precision``."""
+    suffix = "" if precision == "model" else f"-{precision}"
+    return Path(cache_dir) / (f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-"
+                              f"{sentences_key[:CACHE_KEY_CHARS]}{suffix}.npy")
+
+
+def fill_cache_file(path: Path, sentences: list[Sentence], embedding: FlairEmbeddings, dtype: torch.dtype,
+                    batch_size: int = 32) -> None:
+    """Write every token's vector of ``embedding`` to the ``.npy`` file ``path``, batch by batch
+    into the memory-mapped file, so that memory holds one batch's states and never the table."""
+    dtype = dtype if dtype in NUMPY_DTYPES else torch.float32
+    rows = sum(len(sentence) for sentence in sentences)
+    with atomic_path(path) as temporary:  # a cache file is complete or absent
+        table = open_memmap(temporary, mode="w+", dtype=NUMPY_DTYPES[dtype],
+                            shape=(rows, embedding.embedding_length))
+        filled = 0
+        for start in range(0, len(sentences), batch_size):
+            batch = sentences[start:start + batch_size]
+            embedding.embed(batch)
+            vectors = torch.stack([token.get_embedding(embedding.name) for sentence in batch for token in sentence])
+            table[filled:filled + len(vectors)] = vectors.detach().to("cpu", dtype).numpy()
+            filled += len(vectors)
+            for sentence in batch:  # flair's token vectors are views of the whole batch's hidden states
+                for token in sentence:
+                    token._embeddings.pop(embedding.name, None)
+        table.flush()
+        del table
+
+
+def read_cache_file(path: Path, rows: int) -> torch.Tensor:
+    """The table of a cache file, memory-mapped (pages are read as rows are used, never all at
+    once), refused with the fix when it is unreadable or holds another number of tokens."""
+    try:
+        # copy-on-write: a writable array over the read-only file, so torch takes it without copying
+        table = np.load(path, mmap_mode="c")
+    except Exception as error:
+        raise ClinflairError(f"embedding cache {path} cannot be read ({type(error).__name__}: {error}); "
+                             "delete it to recompute") from error
+    if table.ndim != 2 or table.shape[0] != rows:
+        raise ClinflairError(f"embedding cache {path} holds {table.shape[0] if table.ndim else 0} tokens, "
+                             f"expected {rows}; delete it to recompute")
+    return torch.from_numpy(table)
 
 
 def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cache_dir: Path | str,
                    batch_size: int = 32, precision: str = "model") -> tuple[CacheReport, list[torch.Tensor]]:
     """Every token's vectors from each frozen LM of ``embeddings``, computed at most once per (model,
     sentences, precision) and kept on disk: one ``(tokens, dimensions)`` tensor per LM, in the stack's
-    order, rows in sentence order, memory-mapped from its cache file (read as the rows are used).
+    order, rows in sentence order, memory-mapped from its ``.npy`` cache file (read as the rows are
+    used). Neither computing nor reading a table holds it in memory: the paper's models give
+    CANTEMIST about 9 GB of half-precision rows, Colab has 12 GB of RAM.
 
     ``precision`` "float16" halves the disk and memory of large models' vectors (the paper's models:
     4,096 values a token for the pair); "model" keeps the language model's dtype.
@@ -171,42 +223,19 @@ def cached_vectors(sentences: list[Sentence], embeddings: StackedEmbeddings, cac
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     report = CacheReport()
-    data_key = sentences_fingerprint(sentences)
+    sentences_key = sentences_fingerprint(sentences)
     expected = sum(len(s) for s in sentences)
     tables = []
     for embedding in cacheable(embeddings):
-        suffix = "" if precision == "model" else f"-{precision}"
-        path = cache_dir / f"{model_fingerprint(embedding)[:CACHE_KEY_CHARS]}-{data_key[:CACHE_KEY_CHARS]}{suffix}.pt"
+        path = cache_file(cache_dir, embedding, sentences_key, precision)
         report.files.append(str(path))
         if path.is_file():
             report.hits += 1
         else:
-            # filled batch by batch: flair's token vectors are views of the whole batch's hidden
-            # states, so keeping them until the end would hold every batch's states in memory
-            vectors = torch.empty((expected, embedding.embedding_length),
-                                  dtype=PRECISIONS[precision] or next(embedding.lm.parameters()).dtype)
-            filled = 0
-            for start in range(0, len(sentences), batch_size):
-                batch = sentences[start:start + batch_size]
-                embedding.embed(batch)
-                for sentence in batch:
-                    for token in sentence:
-                        vectors[filled] = token.get_embedding(embedding.name)
-                        token._embeddings.pop(embedding.name, None)
-                        filled += 1
-            with atomic_path(path) as temporary:  # a cache file is complete or absent
-                torch.save(vectors, temporary)
-            del vectors
+            fill_cache_file(path, sentences, embedding,
+                            PRECISIONS[precision] or next(embedding.lm.parameters()).dtype, batch_size)
             report.misses += 1
-        try:
-            vectors = torch.load(path, map_location="cpu", mmap=True)
-        except Exception as error:
-            raise ClinflairError(f"embedding cache {path} cannot be read ({error}); delete it to recompute") from error
-        if not isinstance(vectors, torch.Tensor) or vectors.shape[0] != expected:
-            found = vectors.shape[0] if isinstance(vectors, torch.Tensor) else type(vectors).__name__
-            raise ClinflairError(f"embedding cache {path} holds {found} tokens, expected {expected}; "
-                                 "delete it to recompute")
-        tables.append(vectors)
+        tables.append(read_cache_file(path, expected))
     return report, tables
 
 

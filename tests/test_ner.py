@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import flair
+import numpy as np
 import pytest
 import torch
 from flair.data import Sentence
@@ -267,6 +271,38 @@ def test_half_precision_cache_is_a_separate_file_close_to_the_models_vectors(mod
         assert torch.allclose(a, b.float(), atol=1e-2, rtol=1e-2)
     with pytest.raises(ClinflairError, match="unknown cache precision 'int8'"):
         emb.cached_vectors(sentences, stack, tmp_path, precision="int8")
+
+
+def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_leaves_none(
+        models: Path, nubes, tmp_path: Path) -> None:
+    sentences = list(nubes.test)[:20]
+    stack = emb.resolve_embeddings("clinical", models)
+    report, tables = emb.cached_vectors(sentences, stack, tmp_path)
+    assert isinstance(np.load(report.files[0], mmap_mode="r"), np.memmap)  # read from disk, not held in memory
+    path = Path(report.files[0])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ClinflairError, match=rf"embedding cache {re.escape(str(path))} cannot be read .*delete it"):
+        emb.cached_vectors(sentences, stack, tmp_path)
+    np.save(path, np.zeros((3, tables[0].shape[1]), dtype=np.float32))
+    with pytest.raises(ClinflairError, match=rf"holds 3 tokens, expected {sum(len(s) for s in sentences)}; delete"):
+        emb.cached_vectors(sentences, stack, tmp_path)
+
+    # a fill interrupted half-way (Ctrl-C in a notebook) leaves no file that could be taken as complete
+    folder = tmp_path / "interrupted"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "from clinflair_utils import embeddings as emb\n"
+        "from clinflair_utils.data import load_corpus\n"
+        "sentences = list(load_corpus('nubes', verbose=False).train)[:4000]\n"
+        f"emb.cached_vectors(sentences, emb.resolve_embeddings('clinical', {str(models)!r}), {str(folder)!r}, 4)\n")],
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(folder.glob(".*.tmp*")) and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert child.poll() is None, "the fill ended before it could be interrupted"
+    child.send_signal(signal.SIGINT)
+    assert "KeyboardInterrupt" in child.communicate(timeout=60)[1]
+    assert list(folder.iterdir()) == []
 
 
 def test_a_cut_off_or_foreign_model_file_is_refused_with_its_path(models: Path, tmp_path: Path, monkeypatch) -> None:

@@ -59,4 +59,4 @@ def test_paper_profile_runs_every_stage_with_stand_in_published_models(pretraine
     assert len(records) == 5 and all(r.trainer == "tensor" and r.settings.optimizer == "sgd" for r in records.values())
     keys = {run[1]: tuple(r.model_keys) for run, r in records.items()}
     assert len(set(keys.values())) == 5, keys  # no two configurations share weights
-    assert all(f.endswith("-float16.pt") for r in records.values() for f in r.embedding_cache["files"])
+    assert all(f.endswith("-float16.npy") for r in records.values() for f in r.embedding_cache["files"])
