@@ -272,6 +272,29 @@ def optimizer_block(sources: Sources) -> str:
                       "micro F1 | seeds |", "|---|---|---|", *rows]) + "\n\nFrom `benchmarks/results/optimizer_cpu.json`.\n"
 
 
+def memory_block(sources: Sources) -> str:
+    measured = sources.benchmark("memory_cpu.json")
+    if not measured:
+        return "Not measured yet: `python benchmarks/memory.py --json benchmarks/results/memory_cpu.json`.\n"
+    lines = ["| stage | cache rows | cache on disk | held (RssAnon) | mapped cache pages (RssFile) | RSS peak |",
+             "|---|---|---|---|---|---|"]
+    for fill in measured["fill"]:
+        lines.append(f"| compute the cache, first {fill['sentences']:,} sentences ({fill['fill_seconds']:.0f} s) | "
+                     f"{fill['tokens']:,} | {fill['table_gb']:.3f} GB | {fill['peak_RssAnon_gb']:.2f} GB | "
+                     f"{fill['peak_RssFile_gb']:.2f} GB | {fill['peak_VmHWM_gb']:.2f} GB |")
+    train = measured["train"]
+    lines.append(f"| train from the full cache, every train+dev sentence ({train['training_seconds']:.0f} s of "
+                 f"training) | {train['tokens']:,} | {train['table_gb']:.1f} GB | {train['peak_RssAnon_gb']:.2f} GB | "
+                 f"{train['peak_RssFile_gb']:.2f} GB | {train['peak_VmHWM_gb']:.2f} GB |")
+    held = max([train["peak_RssAnon_gb"], *(fill["peak_RssAnon_gb"] for fill in measured["fill"])])
+    verdict = "within" if held <= measured["colab_ram_gb"] else "over"
+    threads = measured["cpu_threads"]
+    return ("\n".join(lines) + f"\n\n{measured['dataset'].upper()}, {measured['language_models']}, "
+            f"{measured['settings']}; CPU, {threads} thread{'s' if threads != 1 else ''}. The most any stage held: "
+            f"{held:.2f} GB, {verdict} Colab's {measured['colab_ram_gb']} GB. GPU memory: "
+            f"{measured['gpu_memory']}. From `benchmarks/results/memory_cpu.json`.\n")
+
+
 def trainers_block(sources: Sources) -> str:
     measured = sources.benchmark("trainers_cpu.json")
     if not measured:
@@ -302,6 +325,7 @@ def trainers_block(sources: Sources) -> str:
 BLOCKS: dict[str, Callable[[Sources], str]] = {
     "optimizer": optimizer_block,
     "trainers": trainers_block,
+    "memory": memory_block,
     "results": results_block,
     "verdict": verdict_block,
     "performance": performance_block,
