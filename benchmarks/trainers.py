@@ -10,6 +10,8 @@ joined, so that a few lines are very long), where a quick-profile `chars` run is
 One run, one machine: run nothing else meanwhile.
 
     python benchmarks/trainers.py --models-dir output/cpu/pretraining/models --json benchmarks/results/trainers_cpu.json
+    python benchmarks/trainers.py --models-dir output/cpu/pretraining/models --dataset cantemist --main-only \
+        --json benchmarks/results/trainers_cpu_cantemist.json
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--main-only", action="store_true",
+                        help="only ModelTrainer against the tensor trainer with length buckets, every seed, on the "
+                             "corpus itself (no paragraph corpus, no chars): for large corpora")
     args = parser.parse_args()
 
     source = load_corpus(args.dataset, verbose=False)
@@ -142,7 +147,7 @@ def main() -> None:
             (args.dataset, train, test, "chars", [BASELINE, *fastest], args.seeds[:1]),
             (f"{args.dataset} paragraphs", paragraph_train, paragraph_test, args.embeddings, everything, args.seeds[:1]),
             (f"{args.dataset} paragraphs", paragraph_train, paragraph_test, "chars", [BASELINE, *fastest], args.seeds[:1]),
-        ]
+        ][: 1 if args.main_only else None]
         for name, train_part, test_part, embeddings, variants, seeds in plan:
             result = measure(name, train_part, test_part, embeddings, variants, seeds, args.epochs,
                              args.models_dir, scratch)
@@ -150,6 +155,8 @@ def main() -> None:
             print(f"{name} x {embeddings}: tokens/s {result['tokens_per_second']}; ratio to {BASELINE}: "
                   f"{result['ratio_to_baseline']}; micro F1 {result['micro_f1_mean']} (sd {result['micro_f1_sd']}); "
                   f"steps/epoch {result['sequential_steps_per_epoch']}", flush=True)
+        if args.main_only:
+            return _write(args.json, measured)
         # the quick profile's NER settings (3 epochs, 2,000 sentences) for chars on the paragraph corpus
         started = time.time()
         quick = NerSettings(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=2000,
@@ -161,8 +168,12 @@ def main() -> None:
                                                  "micro_f1": record.micro_f1, "trainer": record.trainer,
                                                  "train_sentences": record.train_sentences}
         print(f"quick chars run on the paragraph corpus: {measured['quick_chars_on_paragraphs']}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(measured, indent=2))
+    _write(args.json, measured)
+
+
+def _write(path: Path | None, measured: dict) -> None:
+    if path:
+        path.write_text(json.dumps(measured, indent=2))
 
 
 if __name__ == "__main__":

@@ -296,30 +296,36 @@ def memory_block(sources: Sources) -> str:
 
 
 def trainers_block(sources: Sources) -> str:
-    measured = sources.benchmark("trainers_cpu.json")
-    if not measured:
+    files = sorted(sources.benchmarks.glob("trainers_cpu*.json"))
+    if not files:
         return ("Not measured yet: `python benchmarks/trainers.py --models-dir output/cpu/pretraining/models "
                 "--json benchmarks/results/trainers_cpu.json`.\n")
     lines = ["| corpus | embeddings | variant | tokens/s | × ModelTrainer, random | micro F1 (seeds) |",
              "|---|---|---|---|---|---|"]
-    # the baseline of a corpus and configuration may sit in another measurement of the same run
-    baselines = {(m["corpus"], m["embeddings"]): m["tokens_per_second"]["ModelTrainer, random batches"]
-                 for m in measured["measurements"] if "ModelTrainer, random batches" in m["tokens_per_second"]}
-    for m in measured["measurements"]:
-        baseline = baselines.get((m["corpus"], m["embeddings"]))
-        for variant, speed in m["tokens_per_second"].items():
-            f1 = m["micro_f1_mean"][variant]
-            sd = m["micro_f1_sd"][variant]
-            ratio = f"{speed / baseline:.2f}" if baseline else "–"
-            lines.append(f"| {m['corpus']} | `{m['embeddings']}` | {variant} | {speed:,} | {ratio} | {100 * f1:.1f}"
-                         + (f" ± {100 * sd:.1f}" if sd is not None else "") + f" ({len(m['runs'][variant])}) |")
-    quick = measured["quick_chars_on_paragraphs"]
-    threads = measured["cpu_threads"]
-    machine = measured["gpu"] or f"CPU, {threads} thread{'s' if threads != 1 else ''}"
-    epochs = {m["epochs"] for m in measured["measurements"]}
-    return ("\n".join(lines) + f"\n\nOn {machine}; {', '.join(map(str, sorted(epochs)))} epoch(s) per run. A quick-profile "
-            f"`chars` run on the paragraph corpus took {quick['wall_seconds'] / 60:.1f} minutes. "
-            "From `benchmarks/results/trainers_cpu.json`.\n")
+    notes = []
+    for path in files:
+        measured = json.loads(path.read_text())
+        # the baseline of a corpus and configuration may sit in another measurement of the same run
+        baselines = {(m["corpus"], m["embeddings"]): m["tokens_per_second"]["ModelTrainer, random batches"]
+                     for m in measured["measurements"] if "ModelTrainer, random batches" in m["tokens_per_second"]}
+        for m in measured["measurements"]:
+            baseline = baselines.get((m["corpus"], m["embeddings"]))
+            for variant, speed in m["tokens_per_second"].items():
+                f1 = m["micro_f1_mean"][variant]
+                sd = m["micro_f1_sd"][variant]
+                ratio = f"{speed / baseline:.2f}" if baseline else "–"
+                lines.append(f"| {m['corpus']} | `{m['embeddings']}` | {variant} | {speed:,} | {ratio} | {100 * f1:.1f}"
+                             + (f" ± {100 * sd:.1f}" if sd is not None else "") + f" ({len(m['runs'][variant])}) |")
+        threads = measured["cpu_threads"]
+        machine = measured["gpu"] or f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+        epochs = ", ".join(map(str, sorted({m["epochs"] for m in measured["measurements"]})))
+        note = (f"`{path.name}`: {measured['dataset']}, {measured['train']['tokens']:,} training tokens, "
+                f"on {machine}, {epochs} epoch(s) per run.")
+        quick = measured.get("quick_chars_on_paragraphs")
+        if quick:
+            note += f" A quick-profile `chars` run on the paragraph corpus took {quick['wall_seconds'] / 60:.1f} minutes."
+        notes.append(note)
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + " From `benchmarks/results/`.\n"
 
 
 BLOCKS: dict[str, Callable[[Sources], str]] = {
