@@ -168,8 +168,12 @@ def answer(records: pd.DataFrame, candidate: str = "clinical",
     for baseline, table in comparisons.items():
         wins = int((table["verdict"] == "better").sum())
         losses = int((table["verdict"] == "worse").sum())
-        totals.append(f"beats `{baseline}` beyond the seed spread on {wins} of {len(table)} datasets"
-                      + (f" and is worse on {losses}" if losses else ""))
+        judged = int((table["seeds"] > 1).sum())  # one seed gives no verdict either way
+        total = (f"beats `{baseline}` beyond the seed spread on {wins} of {judged} dataset{'s' if judged != 1 else ''}"
+                 + (f" and is worse on {losses}" if losses else ""))
+        if judged < len(table):
+            total += f" ({len(table) - judged} more with one seed so far)"
+        totals.append(total)
     return "\n".join([f"`{candidate}` " + "; it ".join(totals) + " (micro F1 points).", ""] + lines)
 
 
@@ -192,13 +196,17 @@ def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical
             better = [dataset_name(d) for d, v in comparable.items() if v == "better"]
             worse = [dataset_name(d) for d, v in comparable.items() if v == "worse"]
             if len(comparable) == 1:
-                parts.append({"better": f"beats `{baseline}` beyond the seed spread",
-                              "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
-                    next(iter(comparable.values())), f"is not distinguishable from `{baseline}` within the seed spread"))
-                continue
-            part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
-            part += f" ({', '.join(better)})" if better else ""
-            part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
+                [(dataset, verdict)] = comparable.items()
+                part = {"better": f"beats `{baseline}` beyond the seed spread",
+                        "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
+                    verdict, f"is not distinguishable from `{baseline}` within the seed spread")
+                part += f" on {dataset_name(dataset)}" if len(judged) > 1 else ""
+            else:
+                part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
+                part += f" ({', '.join(better)})" if better else ""
+                part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
+            pending = len(judged) - len(comparable)  # a grid in progress: not every dataset has two seeds yet
+            part += f" ({pending} more with one seed so far)" if pending else ""
             parts.append(part)
         judged = sorted({d for by_dataset in verdicts.values() for d in by_dataset if d in datasets},
                         key=list(datasets).index)

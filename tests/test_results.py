@@ -64,6 +64,22 @@ def test_answer_states_each_dataset_and_the_count() -> None:
     # both configurations have runs, but on different datasets (a grid in progress)
     assert results.answer(frame({("a", "clinical"): [0.6], ("b", "general"): [0.5]})).startswith("No dataset has runs")
     assert results.verdicts(frame({("a", "clinical"): [0.6], ("b", "general"): [0.5]})) == {}
+    # a grid in progress: a dataset with one seed is counted apart, not as a dataset without a win
+    partial = frame({("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50],
+                     ("b", "clinical"): [0.5], ("b", "general"): [0.4]})
+    assert results.answer(partial, baselines=("general",)).startswith(
+        "`clinical` beats `general` beyond the seed spread on 1 of 1 dataset (1 more with one seed so far)")
+
+
+def test_a_verdict_on_part_of_a_group_names_its_dataset_and_the_rest_still_at_one_seed() -> None:
+    text = results.verdict_text({"general": {"cantemist": "no clear difference", "nubes": "one seed: no verdict",
+                                             "pharmaconer": "one seed: no verdict", "ct-ebm-sp": "one seed: no verdict"}})
+    assert text == ("On the paper's four corpora, `clinical` is not distinguishable from `general` within the seed "
+                    "spread on CANTEMIST (3 more with one seed so far).")
+    text = results.verdict_text({"general": {"cantemist": "better", "nubes": "worse", "pharmaconer": "one seed: no verdict"}})
+    assert text == ("On CANTEMIST, PharmaCoNER, NUBes (so far, of the paper's four corpora), `clinical` beats "
+                    "`general` beyond the seed spread on 1 of 2 (CANTEMIST) and is worse on 1 (NUBes) "
+                    "(1 more with one seed so far).")
 
 
 PUBLISHED = sorted(p.name for p in (ROOT / "book" / "records").iterdir() if p.is_dir()) \
