@@ -169,10 +169,12 @@ def answer(records: pd.DataFrame, candidate: str = "clinical",
         wins = int((table["verdict"] == "better").sum())
         losses = int((table["verdict"] == "worse").sum())
         judged = int((table["seeds"] > 1).sum())  # one seed gives no verdict either way
-        total = (f"beats `{baseline}` beyond the seed spread on {wins} of {judged} dataset{'s' if judged != 1 else ''}"
-                 + (f" and is worse on {losses}" if losses else ""))
-        if judged < len(table):
-            total += f" ({len(table) - judged} more with one seed so far)"
+        if judged:
+            total = (f"beats `{baseline}` beyond the seed spread on {wins} of {judged} dataset{'s' if judged != 1 else ''}"
+                     + (f" and is worse on {losses}" if losses else ""))
+            total += f" ({len(table) - judged} more with one seed so far)" if judged < len(table) else ""
+        else:
+            total = f"has no verdict against `{baseline}` yet (one seed on {len(table)} dataset{'s' if len(table) != 1 else ''})"
         totals.append(total)
     return "\n".join([f"`{candidate}` " + "; it ".join(totals) + " (micro F1 points).", ""] + lines)
 

@@ -69,6 +69,8 @@ def test_answer_states_each_dataset_and_the_count() -> None:
                      ("b", "clinical"): [0.5], ("b", "general"): [0.4]})
     assert results.answer(partial, baselines=("general",)).startswith(
         "`clinical` beats `general` beyond the seed spread on 1 of 1 dataset (1 more with one seed so far)")
+    assert results.answer(frame({("b", "clinical"): [0.5], ("b", "general"): [0.4]}), baselines=("general",)).startswith(
+        "`clinical` has no verdict against `general` yet (one seed on 1 dataset)")
 
 
 def test_a_verdict_on_part_of_a_group_names_its_dataset_and_the_rest_still_at_one_seed() -> None:
