@@ -291,6 +291,8 @@ def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_l
     # a fill interrupted half-way (Ctrl-C in a notebook) leaves no file that could be taken as complete
     folder = tmp_path / "interrupted"
     child = subprocess.Popen([sys.executable, "-c", (
+        # Ctrl-C's handler even where the shell that started the tests ignores SIGINT (a background job)
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from clinflair_utils import embeddings as emb\n"
         "from clinflair_utils.data import load_corpus\n"
         "sentences = list(load_corpus('nubes', verbose=False).train)[:4000]\n"
@@ -301,7 +303,7 @@ def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_l
         time.sleep(0.05)
     assert child.poll() is None, "the fill ended before it could be interrupted"
     child.send_signal(signal.SIGINT)
-    assert "KeyboardInterrupt" in child.communicate(timeout=60)[1]
+    assert "KeyboardInterrupt" in child.communicate(timeout=60)[1] and child.returncode != 0
     assert list(folder.iterdir()) == []
 
 
