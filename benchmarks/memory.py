@@ -79,16 +79,14 @@ def sample(command: list[str], seconds: float | None, marker: Path | None = None
             **{f"peak_{name}_gb": round(value / 1e9, 3) for name, value in peaks.items()}}
 
 
-def stand_in_models(folder: Path, hidden_size: int) -> list[Path]:
+def stand_in_models(folder: Path, hidden_size: int, corpus) -> list[Path]:
     """Two flair language models of the published models' shape, random weights, over CANTEMIST's characters."""
     import torch
     from flair.models import LanguageModel
 
-    from clinflair_utils.data import load_corpus
     from clinflair_utils.embeddings import character_dictionary
 
     torch.manual_seed(0)
-    corpus = load_corpus("cantemist", verbose=False)
     dictionary = character_dictionary(list(corpus.train)[:5000])
     paths = []
     for direction in ("forward", "backward"):
@@ -123,17 +121,15 @@ def fill_stage(models: list[Path], sentences: int, cache_dir: Path) -> dict:
             "fill_seconds": round(time.time() - started, 1)}
 
 
-def write_tables(models: list[Path], cache_dir: Path) -> dict:
+def write_tables(models: list[Path], cache_dir: Path, corpus) -> dict:
     """Full-size cache tables of the whole run, random half-precision values, under the names
     run_ner looks for (so that it finds them and reads them as it would computed ones)."""
     import numpy as np
     from numpy.lib.format import open_memmap
 
-    from clinflair_utils.data import load_corpus
     from clinflair_utils.embeddings import cache_file, load_flair_embeddings, sentences_fingerprint
     from clinflair_utils.ner import training_sentences
 
-    corpus = load_corpus("cantemist", verbose=False)
     sentences = training_sentences(corpus, paper_settings()) + list(corpus.test)
     key = sentences_fingerprint(sentences)
     rows = sum(len(s) for s in sentences)
@@ -154,12 +150,10 @@ def write_tables(models: list[Path], cache_dir: Path) -> dict:
 
 def train_stage(models: list[Path], cache_dir: Path, output_dir: Path) -> dict:
     """Child: the paper profile's CANTEMIST run over the full-size tables (stopped by the parent)."""
-    from clinflair_utils.data import load_corpus
     from clinflair_utils.ner import run_ner
 
-    corpus = load_corpus("cantemist", verbose=False)
     record, _, _ = run_ner("cantemist", ",".join(map(str, models)), 123, paper_settings(), output_dir,
-                           cache_dir=cache_dir, corpus=corpus)
+                           cache_dir=cache_dir)
     return {"micro_f1": record.micro_f1}
 
 
@@ -185,13 +179,16 @@ def main() -> None:
     import torch
 
     scratch.mkdir(parents=True, exist_ok=True)
-    models = stand_in_models(scratch, args.hidden_size)
+    from clinflair_utils.data import load_corpus
+
+    corpus = load_corpus("cantemist", verbose=False)  # the parent's stages share one load
+    models = stand_in_models(scratch, args.hidden_size, corpus)
     child = [sys.executable, __file__, "--scratch", str(scratch)]
     fills = []
     for count in args.fill_sentences:
         fills.append(sample([*child, "--stage", "fill", "--sentences", str(count)], None))
         print(f"fill {count:>6} sentences: {fills[-1]}", flush=True)
-    table = write_tables(models, scratch / "full")
+    table = write_tables(models, scratch / "full", corpus)
     loss = scratch / "run" / "loss.tsv"  # written when training starts
     train = sample([*child, "--stage", "train"], args.train_seconds, marker=loss)
     print(f"train over {table['tokens']:,} rows: {train}", flush=True)
