@@ -171,7 +171,8 @@ def performance_block(sources: Sources) -> str:
                      f"{sum(lm['seconds'] for lm in lms.values()) / 60:.0f} min"))
     records = sources.records
     if not records.empty:
-        rows.append((f"NER: {len(records)} runs, each a notebook from start to end (records' wall times)",
+        rows.append((f"NER: {len(records)} runs, each a notebook from start to end (the sum of the records' wall times; "
+                     "runs that shared the cores with another took longer)",
                      f"{records['wall_seconds'].sum() / 60:.0f} min"))
         cache = records["cache_seconds"].dropna()
         if len(cache):
