@@ -163,10 +163,12 @@ class SourceReport:
     characters_kept: int = 0
 
     def row(self) -> dict:
-        return {"source": self.source, "unit": self.unit, "read": self.read, "kept": self.kept,
-                "dropped: test overlap": self.test_overlap, "dropped: same article": self.same_article,
-                "dropped: near-duplicate": self.near_duplicate,
-                "characters read": self.characters_read, "characters kept": self.characters_kept}
+        """The sources table's row: two-level column names, characters in millions."""
+        return {("units", "read"): self.read, ("units", "kept"): self.kept,
+                ("dropped", "test overlap"): self.test_overlap, ("dropped", "same article"): self.same_article,
+                ("dropped", "near-duplicate"): self.near_duplicate,
+                ("M characters", "read"): round(self.characters_read / 1e6, 2),
+                ("M characters", "kept"): round(self.characters_kept / 1e6, 2)}
 
 
 def _document_ids(document: Document, token_ids: TokenIds) -> tuple[np.ndarray, np.ndarray]:
@@ -522,8 +524,13 @@ def residual_overlap(folders: Iterable[Path | str], token_ids: TokenIds | None =
 
 
 def sources_table(build: CorporaBuild) -> pd.DataFrame:
-    """Per source: units read, kept and dropped (and why), characters read and kept."""
-    return pd.DataFrame([report.row() for report in build.sources]).set_index(["source", "unit"])
+    """Per source: units read, kept and dropped (and why), millions of characters read and kept."""
+    index = pd.MultiIndex.from_tuples([(report.source, report.unit) for report in build.sources],
+                                      names=["source", "unit"])
+    # two-level columns keep the page's table narrow enough to read without scrolling
+    table = pd.DataFrame([report.row() for report in build.sources], index=index)
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
 
 
 def corpora_table(build: CorporaBuild) -> pd.DataFrame:
