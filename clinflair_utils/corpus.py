@@ -140,9 +140,11 @@ def ner_test_sentences(names: Sequence[str] = NER_DATASETS) -> dict[str, list[st
     return {name: list(ner_documents(name, ("test",))[0].lines) for name in names}
 
 
-def test_index(token_ids: TokenIds | None = None) -> TestIndex:
-    """What may never be pre-trained on: every test sentence of the five NER corpora."""
-    return TestIndex.from_sentences((s for part in ner_test_sentences().values() for s in part), token_ids)
+def test_index(token_ids: TokenIds | None = None, test_sentences: dict[str, list[str]] | None = None) -> TestIndex:
+    """What may never be pre-trained on: every test sentence of the five NER corpora
+    (``test_sentences``: :func:`ner_test_sentences`, read here when not given)."""
+    test_sentences = test_sentences or ner_test_sentences()
+    return TestIndex.from_sentences((s for part in test_sentences.values() for s in part), token_ids)
 
 
 # --- Cleaning --------------------------------------------------------------------------------------
@@ -434,7 +436,8 @@ def build_corpora(
     if unknown or ("control" in domains and not {"general", "clinical"} <= set(domains)):
         raise ValueError(f"domains {list(domains)}: choose from {', '.join(DOMAINS)}; control needs general and clinical")
     max_train_chars = max_train_chars or {}
-    index = test_index()
+    tests = ner_test_sentences()  # read once: for the cleaning and for the residual check
+    index = test_index(test_sentences=tests)
     chosen = {**DOMAIN_SOURCES, **(sources or {})}
     for domain, names in chosen.items():
         foreign = set(names) - set(DOMAIN_SOURCES.get(domain, ()))
@@ -474,7 +477,7 @@ def build_corpora(
                               "sources": {d: list(chosen[d]) for d in domains if d in chosen},
                               "stream_radius": stream_radius, "seed": seed},
                              seconds=0.0, test_sentences=index.sentences)
-        build.residual = residual_overlap([staging / c.domain for c in corpora], index.token_ids)
+        build.residual = residual_overlap([staging / c.domain for c in corpora], index.token_ids, tests)
         for summary in corpora:
             summary.path = output_dir / summary.domain
         build.seconds = round(time.time() - started, 1)
@@ -504,8 +507,10 @@ def corpus_files(folder: Path | str) -> list[Path]:
     return sorted((folder / "train").glob("*.txt")) + [folder / "valid.txt", folder / "test.txt"]
 
 
-def residual_overlap(folders: Iterable[Path | str], token_ids: TokenIds | None = None) -> dict[str, dict[str, float]]:
-    """Share of each NER test split's 13-token windows found in each corpus folder (must be 0).
+def residual_overlap(folders: Iterable[Path | str], token_ids: TokenIds | None = None,
+                     test_sentences: dict[str, list[str]] | None = None) -> dict[str, dict[str, float]]:
+    """Share of each NER test split's 13-token windows found in each corpus folder (must be 0;
+    ``test_sentences``: :func:`ner_test_sentences`, read here when not given).
 
     Every file of a corpus is read as one run of tokens, across line ends: stricter than the
     cleaning, which looks within documents.
@@ -513,7 +518,7 @@ def residual_overlap(folders: Iterable[Path | str], token_ids: TokenIds | None =
     token_ids = token_ids or TokenIds()
     windows = {name: np.unique(np.concatenate([ngram_hashes(token_ids(s), WINDOW) for s in sentences] or
                                               [np.empty(0, dtype=np.uint64)]))
-               for name, sentences in ner_test_sentences().items()}
+               for name, sentences in (test_sentences or ner_test_sentences()).items()}
     shares = {}
     for folder in map(Path, folders):
         found = np.unique(np.concatenate([ngram_hashes(token_ids(path.read_text(encoding="utf-8")), WINDOW)
