@@ -114,8 +114,8 @@ def scale_text(sources: Sources) -> str:
     if not referrals or not clinical:
         return ""
     text = (f"`referrals` is `general` fine-tuned on the CWLC referrals alone "
-            f"({referrals['train_characters']:,} characters), `clinical` on all open clinical text "
-            f"({clinical['train_characters']:,} characters).")
+            f"({referrals['train_characters']:,} characters, {referrals['updates']:,} updates), `clinical` on all "
+            f"open clinical text ({clinical['train_characters']:,} characters, {clinical['updates']:,} updates).")
     bpc = sources.records_dir / "lm" / BPC_FILE
     if bpc.is_file():
         table = pd.read_json(bpc, orient="split")
