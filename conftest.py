@@ -13,3 +13,12 @@ from pathlib import Path
 SIBLING_MIRROR = Path(__file__).resolve().parent.parent / "shared" / "data"
 if "CLINFLAIR_DATA_DIR" not in os.environ and (SIBLING_MIRROR / "SOURCES.csv").is_file():
     os.environ["CLINFLAIR_DATA_DIR"] = str(SIBLING_MIRROR)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """nbval's notebook cells belong to the slow tier: each template runs its whole stage."""
+    import pytest
+
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)

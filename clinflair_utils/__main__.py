@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import ClinflairError
+from .records import CORPORA_SUMMARY_FILE, TAGGER_FILE
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -59,7 +60,7 @@ def _corpora(args: argparse.Namespace) -> int:
     print(corpora_table(build).to_string(), end="\n\n")
     print("share (%) of each test split's 13-token windows found in each corpus (must be 0):")
     print(residual_table(build).to_string())
-    print(f"\nwritten to {args.out} in {build.seconds:.0f} s (summary.json holds these tables)")
+    print(f"\nwritten to {args.out} in {build.seconds:.0f} s ({CORPORA_SUMMARY_FILE} holds these tables)")
     return 0
 
 
@@ -81,7 +82,7 @@ def _book(args: argparse.Namespace) -> int:
         time_min=args.time_min, mem_gb=args.mem_gb, cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
         account=args.account, setup=args.setup or None)
     report = run_pipeline(args.profile, args.root, force=args.force, out=args.out, from_records=args.from_records,
-                          executor=executor)
+                          executor=executor, stop_after=args.stop_after)
     print(f"executed {len(report.executed)}, skipped (already done) {len(report.skipped)}, "
           f"failed {len(report.failed)}")
     for name, problem in report.failed.items():
@@ -121,13 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     stats.set_defaults(handler=_stats)
 
     tag = commands.add_parser("tag", help="print the entities a trained tagger finds in raw text")
-    tag.add_argument("model", help="a trained tagger (final-model.pt in a run's output_dir)")
+    tag.add_argument("model", help=f"a trained tagger ({TAGGER_FILE} in a run's output_dir)")
     tag.add_argument("text", nargs="+", help="Spanish text; tokenized the way the corpora are")
     tag.set_defaults(handler=_tag)
 
     corpora = commands.add_parser("corpora", help="build a profile's decontaminated pre-training corpora")
     corpora.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
-    corpora.add_argument("--out", required=True, help="folder for the TextCorpus folders and summary.json")
+    corpora.add_argument("--out", required=True, help=f"folder for the TextCorpus folders and {CORPORA_SUMMARY_FILE}")
     corpora.set_defaults(handler=_corpora)
 
     book = commands.add_parser("book", help="execute the whole pipeline with papermill and build the book")
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.add_argument("--from-records", action="store_true",
                       help="train nothing: execute the results chapter from the records the book holds and build")
+    book.add_argument("--stop-after", choices=("pretraining",),
+                      help="stop once this stage is done and published (e.g. train a tier's language models "
+                           "before its NER grid is settled)")
     book.add_argument("--status", action="store_true",
                       help="only show each job: done, queued, running, failed (with its log) or not submitted")
     jobs = book.add_argument_group("where the jobs run (default: the profile's executor section, else local)")

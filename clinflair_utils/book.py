@@ -27,7 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,14 +37,14 @@ import torch
 
 from .errors import ClinflairError
 from .colab import SETUP_TAG
-from .corpus import SUMMARY_FILE
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
-from .lm import BPC_FILE, DONE_FILE, MODEL_FILE
 from . import lm
-from .files import copy_file, write_json
+from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .ner import NerSettings, RunRecord, settings_for
 from .profiles import PROFILES, grid, load_profile
+from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, keep_models, lm_records,
+                      model_file, publish_pretraining, run_name)
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
 
@@ -55,49 +54,12 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", 
 
 
 @dataclass
-class BookPaths:
-    """Where a profile's book run reads (``source``: the repository) and writes (``root``)."""
-
-    source: Path
-    root: Path
-    profile: str
-
-    @property
-    def templates(self) -> Path:
-        return self.source / "notebooks"
-
-    @property
-    def benchmarks(self) -> Path:
-        return self.source / "benchmarks" / "results"
-
-    @property
-    def book(self) -> Path:
-        return self.root / "book"
-
-    @property
-    def records(self) -> Path:
-        return self.book / "records" / self.profile
-
-    @property
-    def work(self) -> Path:
-        return self.root / "output" / self.profile
-
-    @property
-    def models(self) -> Path:
-        return self.work / "pretraining" / "models"
-
-
-@dataclass
 class BookReport:
     """What one call of :func:`run_pipeline` did."""
 
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # name -> "notebook: error"
-
-
-def run_name(dataset: str, embeddings: str, seed: int) -> str:
-    return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
 
 
 # what each chapter's content depends on, besides its parameters: the profile sections it reads
@@ -220,16 +182,15 @@ def execute_run(template: Path, notebook: Path, parameters: dict, cwd: Path, rec
     """One NER run: papermill the NER template into the run's notebook, then keep its record with
     the book (written atomically: a record is whole or absent)."""
     execute(template, notebook, parameters, cwd)
-    copy_file(cwd / parameters["output_dir"] / "record.json", record)
+    copy_file(cwd / parameters["output_dir"] / RUN_RECORD_FILE, record)
 
 
 class BookPlan:
     """The jobs of a profile's book: chapters, language models and NER runs, each a :class:`Job`
     whose ``is_done`` says whether what it makes exists and is current."""
 
-    def __init__(self, profile_name: str, paths: BookPaths, force: bool = False):
-        self.profile = load_profile(profile_name)
-        self.paths, self.force = paths, force
+    def __init__(self, profile_name: str, profile: dict, paths: BookPaths, force: bool = False):
+        self.profile, self.paths, self.force = profile, paths, force
         # the chapters load the profile themselves: by name, or (a profile of one's own) by its file
         self.common = {"profile": profile_name if str(profile_name) in PROFILES
                        else str(Path(profile_name).resolve())}
@@ -247,12 +208,12 @@ class BookPlan:
     def chapter_parameters(self, name: str) -> dict:
         paths = self.paths
         if name == "pretraining":
-            return {**self.common, "output_dir": self.rel(paths.work / "pretraining")}
+            return {**self.common, "output_dir": self.rel(paths.pretraining)}
         if name == "embeddings":
             return {**self.common, "models_dir": self.rel(paths.models)}
         if name == "tutorial":
-            return {"forward_model": self.rel(paths.models / "clinical-forward" / "best-lm.pt"),
-                    "backward_model": self.rel(paths.models / "clinical-backward" / "best-lm.pt"),
+            return {"forward_model": self.rel(model_file(paths.models, "clinical", "forward")),
+                    "backward_model": self.rel(model_file(paths.models, "clinical", "backward")),
                     "output_dir": self.rel(paths.work / "tutorial")}
         if name == "results":
             return {**self.common, "records_dir": self.rel(paths.records), "book_dir": self.rel(paths.book),
@@ -272,13 +233,13 @@ class BookPlan:
     def run_parameters(self, dataset: str, embeddings: str, seed: int) -> dict:
         paths = self.paths
         return {**self.common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
-                "output_dir": self.rel(paths.work / "ner" / run_name(dataset, embeddings, seed)),
+                "output_dir": self.rel(paths.run_dir(dataset, embeddings, seed)),
                 "models_dir": self.rel(paths.models), "cache_dir": self.rel(paths.work / "cache")}
 
     @property
     def shown(self) -> Path:
         """The example run's notebook: the NER chapter is a copy of it."""
-        return self.paths.work / "ner" / run_name(*self.example) / "run.ipynb"
+        return self.paths.run_notebook(*self.example)
 
     def example_shown(self) -> bool:
         template = self.paths.templates / "ner.ipynb"
@@ -297,11 +258,11 @@ class BookPlan:
         settings and language models (and, for the example, when the chapter can show it)."""
         records = self.paths.records
         settings = settings_for(self.profile)
-        lm_keys = {p.stem: json.loads(p.read_text()).get("embedding_key") for p in (records / "lm").glob("*.json")}
+        lm_keys = {name: record.get("embedding_key") for name, record in lm_records(records).items()}
         jobs = []
         for run in self.runs:
             name = run_name(*run)
-            record = records / f"{name}.json"
+            record = self.paths.run_record(*run)
             current = is_current_run(record, settings, lm_keys)
             # the example run is done only if the chapter can show it: a notebook with the template's code
             done = not self.force and current and (run != self.example or self.example_shown())
@@ -310,7 +271,7 @@ class BookPlan:
                                    else "its record was made with other settings or language models")
                     + "; running it again")
             parameters = self.run_parameters(*run)
-            notebook = self.paths.root / parameters["output_dir"] / "run.ipynb"
+            notebook = self.paths.run_notebook(*run)
             jobs.append(Job(name, execute_run, {
                 "template": self.paths.templates / "ner.ipynb", "notebook": notebook, "parameters": parameters,
                 "cwd": self.paths.root, "record": record}, is_done=lambda done=done: done, log=notebook))
@@ -320,21 +281,93 @@ class BookPlan:
         """The pre-training chapter's models as jobs, in two stages (``general``; then the models
         that continue it), for executors that run jobs side by side. Needs the corpora built."""
         settings = self.profile["pretraining"]
-        work = self.paths.work / "pretraining"
-        dictionary = None if settings["base_models"] else work / "models" / "dictionary.pkl"
-        stages = lm.family_stages(work / "corpora", work / "models", *lm.family_configs(settings), dictionary,
+        dictionary = None if settings["base_models"] else self.paths.models / DICTIONARY_FILE
+        stages = lm.family_stages(self.paths.corpora, self.paths.models, *lm.family_configs(settings), dictionary,
                                   base_models=settings["base_models"])
         return [[Job(f"lm/{member.name}", member.train, is_done=member.is_current) for member in stage]
                 for stage in stages]
 
     def corpora_job(self) -> Job:
-        return Job("corpora", lm.prepare_pretraining, {"output_dir": self.paths.work / "pretraining",
+        return Job("corpora", lm.prepare_pretraining, {"output_dir": self.paths.pretraining,
                                                       "settings": self.profile["pretraining"]})
+
+
+class BookRun:
+    """One call of the main job: its plan, where its jobs run, and what it did (:class:`BookReport`)."""
+
+    def __init__(self, plan: BookPlan, executor: ExecutorSettings):
+        self.plan, self.paths, self.executor = plan, plan.paths, executor
+        self.report = BookReport()
+        self.runner = JobRunner(executor, self.paths.work / "jobs", log=self.log)
+
+    def log(self, message: str) -> None:
+        print(f"[{self.plan.profile['name']}] {message}", flush=True)
+
+    def run(self, jobs: list[Job], on_done: Callable[[Job], None] | None = None) -> bool:
+        """Run one stage of jobs; False if any failed (each failure is kept in the report)."""
+        outcomes = self.runner.run(jobs, on_done)
+        for outcome in outcomes:
+            if outcome.state == "skipped":
+                self.report.skipped.append(outcome.name)
+            elif outcome.state == "done":
+                self.report.executed.append(outcome.name)
+            else:
+                self.report.failed[outcome.name] = outcome.error + (f" (log: {outcome.log})" if outcome.log else "")
+        return all(outcome.state != "failed" for outcome in outcomes)
+
+    def pretrain(self) -> bool:
+        """The pre-training chapter, with its language models as jobs of their own where jobs run side
+        by side; False if it failed (everything after needs the language models)."""
+        keeps = self.plan.profile.get("keep_models")
+        if keeps:
+            keep_models(self.paths)  # a clone gets the kept models back before anything looks for them
+        pretraining = self.plan.chapter("pretraining")
+        if self.executor.kind != "local" and not pretraining.is_done():
+            # the corpora, then each stage's language models; the chapter then finds every model
+            # trained and only reports
+            if not self.run([self.plan.corpora_job()]):
+                return False
+            for stage in self.plan.language_model_stages():
+                if not self.run(stage):
+                    return False
+        if not self.run([pretraining]):
+            return False
+        if keeps:
+            keep_models(self.paths)
+        return True
+
+    def publish(self) -> None:
+        """The language models stay in output/; their training records, bits per character and the
+        corpora's summary travel with the book."""
+        publish_pretraining(self.paths, embedding_key)
+
+    def ner_grid(self) -> None:
+        """The embeddings and tutorial chapters and every NER run (the example run first, which the
+        NER chapter shows), then the results chapter."""
+        plan = self.plan
+        self.paths.records.mkdir(parents=True, exist_ok=True)
+        runs = plan.run_jobs(self.log)
+        run_names = {job.name for job in runs}
+        finished = sum(job.is_done() for job in runs)
+
+        def run_finished(job: Job) -> None:
+            nonlocal finished
+            if job.name in run_names:
+                finished += 1
+                self.log(f"{finished} of {len(runs)} NER runs done")
+            if job.name == run_name(*plan.example):
+                plan.show_example(just_run=True)
+                if self.executor.kind == "local" and len(runs) > 1:  # a long grid: the results chapter exists from its first run on
+                    self.run([plan.chapter("results", always=True)])
+
+        self.run([plan.chapter("embeddings"), plan.chapter("tutorial")] + runs, on_done=run_finished)
+        plan.show_example()
+        self.run([plan.chapter("results", always=True)])
 
 
 def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: bool = False,
                  out: Path | str | None = None, from_records: bool = False,
-                 executor: ExecutorSettings | None = None) -> BookReport:
+                 executor: ExecutorSettings | None = None, stop_after: str | None = None) -> BookReport:
     """Execute every chapter and run of a profile (see the module's docstring).
 
     ``root`` is the repository (templates, book sources); the book, records and work files are written
@@ -342,6 +375,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     ``from_records`` executes only the results chapter, from the records the book holds, and trains
     nothing: the committed book made readable as it stands, in a minute. ``executor`` says where the
     jobs run (:mod:`clinflair_utils.jobs`; default: one after another in this process).
+    ``stop_after="pretraining"`` stops once the language models are trained and published.
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
@@ -356,74 +390,14 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         for name in BOOK_SOURCES:
             (paths.root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(paths.source / name, paths.root / name)
-    plan = BookPlan(profile_name, paths, force)
-    report = BookReport()
-
-    def log(message: str) -> None:
-        print(f"[{profile['name']}] {message}", flush=True)
-
-    runner = JobRunner(executor, paths.work / "jobs", log=log)
-
-    def run(jobs: list[Job], on_done: Callable[[Job], None] | None = None) -> bool:
-        outcomes = runner.run(jobs, on_done)
-        for outcome in outcomes:
-            if outcome.state == "skipped":
-                report.skipped.append(outcome.name)
-            elif outcome.state == "done":
-                report.executed.append(outcome.name)
-            else:
-                report.failed[outcome.name] = outcome.error + (f" (log: {outcome.log})" if outcome.log else "")
-        return all(outcome.state != "failed" for outcome in outcomes)
-
+    book = BookRun(BookPlan(profile_name, profile, paths, force), executor)
     if from_records:
-        run([plan.chapter("results", always=True)])
-        return report
-    if profile.get("keep_models"):
-        keep_models(paths)  # a clone gets the kept models back before anything looks for them
-    pretraining = plan.chapter("pretraining")
-    if executor.kind != "local" and not pretraining.is_done():
-        # side by side: the corpora, then each stage's language models as jobs of their own; the
-        # chapter then finds every model trained and only reports
-        if not run([plan.corpora_job()]):
-            return report
-        for stage in plan.language_model_stages():
-            if not run(stage):
-                return report
-    if not run([pretraining]):
-        return report  # everything after needs the language models
-    if profile.get("keep_models"):
-        keep_models(paths)
-    # the language models stay in output/; their training records and the corpora's summary travel
-    # with the book
-    for training in sorted(paths.models.glob(f"*/{DONE_FILE}")):
-        record = json.loads(training.read_text())
-        record["embedding_key"] = embedding_key(training.parent / MODEL_FILE)  # names its runs' cache files
-        write_json(paths.records / "lm" / f"{training.parent.name}.json", record)
-    if (paths.models / BPC_FILE).is_file():
-        copy_file(paths.models / BPC_FILE, paths.records / "lm" / BPC_FILE)
-    corpora_summary = paths.work / "pretraining" / "corpora" / SUMMARY_FILE
-    if corpora_summary.is_file():
-        copy_file(corpora_summary, paths.records / "corpora" / SUMMARY_FILE)
-
-    paths.records.mkdir(parents=True, exist_ok=True)
-    runs = plan.run_jobs(log)
-    run_names = {job.name for job in runs}
-    finished = sum(job.is_done() for job in runs)
-
-    def run_finished(job: Job) -> None:
-        nonlocal finished
-        if job.name in run_names:
-            finished += 1
-            log(f"{finished} of {len(runs)} NER runs done")
-        if job.name == run_name(*plan.example):
-            plan.show_example(just_run=True)
-            if executor.kind == "local" and len(runs) > 1:  # a long grid: the results chapter exists from its first run on
-                run([plan.chapter("results", always=True)])
-
-    run([plan.chapter("embeddings"), plan.chapter("tutorial")] + runs, on_done=run_finished)
-    plan.show_example()
-    run([plan.chapter("results", always=True)])
-    return report
+        book.run([book.plan.chapter("results", always=True)])
+    elif book.pretrain():
+        book.publish()
+        if stop_after != "pretraining":
+            book.ner_grid()
+    return book.report
 
 
 def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> list[dict]:
@@ -433,9 +407,9 @@ def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None
     source = Path(root).resolve()
     profile = load_profile(profile_name)
     paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
-    plan = BookPlan(profile_name, paths)
+    plan = BookPlan(profile_name, profile, paths)
     jobs = [plan.chapter("pretraining")]
-    if (paths.work / "pretraining" / "corpora").is_dir():
+    if paths.corpora.is_dir():
         jobs += [job for stage in plan.language_model_stages() for job in stage]
     jobs += [plan.chapter("embeddings"), plan.chapter("tutorial")] + plan.run_jobs(log=lambda message: None)
     jobs.append(plan.chapter("results"))
@@ -460,7 +434,7 @@ def is_current_run(record_path: Path, settings: NerSettings, lm_keys: dict[str, 
         return False
     if record.embeddings not in LOCAL_SPECS:
         return True
-    expected = {lm_keys.get(f"{record.embeddings}-{direction}") for direction in ("forward", "backward")}
+    expected = {lm_keys.get(f"{record.embeddings}-{direction}") for direction in DIRECTIONS}
     used = set(record.model_keys)
     if None in expected or not used:  # models made before keys were recorded, or a run without cache
         return True
@@ -479,24 +453,6 @@ def check_profile(profile: dict) -> None:
         if name not in PUBLISHED_MODELS and not str(name).endswith(".pt"):
             raise ClinflairError(f"profile {profile['name']}, pretraining.base_models.{direction}: unknown model "
                                  f"{name!r}: use one of {', '.join(sorted(PUBLISHED_MODELS))} or a .pt file")
-
-
-def keep_models(paths: BookPaths) -> None:
-    """Keep the finished language models with the book (``book/models/<profile>``), and put kept ones
-    back into ``output/`` where it lacks them: a clone then runs the NER grid without training the
-    models again. For profiles whose models are small enough to commit (``keep_models: true``)."""
-    kept = paths.book / "models" / paths.profile
-    for source_dir, target_dir, only_missing in ((kept, paths.models, True), (paths.models, kept, False)):
-        for done in sorted(source_dir.glob(f"*/{DONE_FILE}")):
-            target = target_dir / done.parent.name
-            if (target / DONE_FILE).is_file() and (only_missing or (target / DONE_FILE).read_bytes() == done.read_bytes()):
-                continue
-            target.mkdir(parents=True, exist_ok=True)
-            for name in (MODEL_FILE, DONE_FILE):  # the model first: DONE_FILE marks a complete copy
-                copy_file(done.parent / name, target / name)
-        dictionary = source_dir / "dictionary.pkl"
-        if dictionary.is_file() and (not only_missing or not (target_dir / "dictionary.pkl").is_file()):
-            copy_file(dictionary, target_dir / "dictionary.pkl")
 
 
 def build_html(root: Path | str = ".") -> Path:

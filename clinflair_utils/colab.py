@@ -14,7 +14,6 @@ has one.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -41,10 +40,6 @@ if importlib.util.find_spec("google.colab"):
         importlib.invalidate_caches()
     from clinflair_utils.colab import colab_parameters
     globals().update(colab_parameters("{chapter}", globals(), checkout))'''
-
-
-def on_colab() -> bool:
-    return importlib.util.find_spec("google.colab") is not None
 
 
 def colab_parameters(chapter: str, parameters: dict, checkout: Path | str) -> dict:

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .data import NER_DATASETS, REGISTRY
+from .records import CORPORA_SUMMARY_FILE
 from .text import Document, load_documents, ner_documents
 
 # Each pre-training domain: what it is, as the book describes it, and its sources.
@@ -189,9 +190,13 @@ def _minhash(ids: np.ndarray):
     return signature
 
 
-def clean_documents(documents: Sequence[Document], index: TestIndex, stream_radius: int = STREAM_RADIUS,
+def clean_documents(documents: Sequence[Document], index: TestIndex,
+                    stream_radius: int | dict[str, int] = STREAM_RADIUS,
                     ) -> tuple[list[Document], list[SourceReport]]:
     """``documents`` without test text, siblings of contaminated cases and near-duplicates.
+
+    ``stream_radius``: sentences dropped on each side of a test hit in a stream, one number for every
+    source or a number per source (the others: :data:`STREAM_RADIUS`).
 
     Documents are read in order: of two near-duplicates, the later one goes. A stream (a source
     without document boundaries) keeps its remaining sentences, cut into runs at every dropped
@@ -218,9 +223,11 @@ def clean_documents(documents: Sequence[Document], index: TestIndex, stream_radi
     for document, (ids, line_of) in zip(documents, tokenised):
         spans = index.hit_spans(ids)
         if document.stream:
+            radius = (stream_radius.get(document.source, STREAM_RADIUS) if isinstance(stream_radius, dict)
+                      else stream_radius)
             keep = np.ones(len(document.lines), dtype=bool)
             for first, last in spans:
-                keep[max(0, line_of[first] - stream_radius): line_of[last] + stream_radius + 1] = False
+                keep[max(0, line_of[first] - radius): line_of[last] + radius + 1] = False
             report_of(document).test_overlap += int((~keep).sum())
             kept_lines.append(keep)
         elif spans:
@@ -407,7 +414,6 @@ class CorporaBuild:
         return cls(**record)
 
 
-SUMMARY_FILE = "summary.json"
 
 
 def build_corpora(
@@ -418,7 +424,7 @@ def build_corpora(
     held_out_fraction: float = 0.05,
     max_held_out_chars: int | None = 500_000,
     sources: dict[str, list[str]] | None = None,
-    stream_radius: int = STREAM_RADIUS,
+    stream_radius: int | dict[str, int] = STREAM_RADIUS,
     seed: int = 1,
 ) -> CorporaBuild:
     """Write the ``TextCorpus`` folder of each domain under ``output_dir`` and ``summary.json``.
@@ -475,18 +481,35 @@ def build_corpora(
                               "train_splits": train_splits, "held_out_fraction": held_out_fraction,
                               "max_held_out_chars": max_held_out_chars,
                               "sources": {d: list(chosen[d]) for d in domains if d in chosen},
-                              "stream_radius": stream_radius, "seed": seed},
+                              "stream_radius": (dict(stream_radius) if isinstance(stream_radius, dict)
+                                                else stream_radius), "seed": seed},
                              seconds=0.0, test_sentences=index.sentences)
         build.residual = residual_overlap([staging / c.domain for c in corpora], index.token_ids, tests)
         for summary in corpora:
             summary.path = output_dir / summary.domain
         build.seconds = round(time.time() - started, 1)
-        (staging / SUMMARY_FILE).write_text(build.to_json())
+        (staging / CORPORA_SUMMARY_FILE).write_text(build.to_json())
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.replace(output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return build
+
+
+def existing_build(output_dir: Path | str, seed: int = 1, **settings) -> CorporaBuild | None:
+    """The build in ``output_dir`` if :func:`build_corpora` with these arguments would write it again
+    (same settings, every corpus folder in place), else ``None``: the corpora are not rebuilt for
+    nothing (every source read and cleaned again is minutes)."""
+    summary = Path(output_dir) / CORPORA_SUMMARY_FILE
+    if not summary.is_file():
+        return None
+    build = CorporaBuild.read(summary)
+    wanted = {**settings, "seed": seed}
+    if any(build.settings.get(key) != json.loads(json.dumps(value)) for key, value in wanted.items()):
+        return None
+    if not all((Path(output_dir) / corpus.domain / "train").is_dir() for corpus in build.corpora):
+        return None
     return build
 
 

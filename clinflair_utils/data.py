@@ -9,7 +9,6 @@ upstream URL into a user cache; either way its sha256 is checked before anything
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from .conll import NER, ReaderRules, RepairReport, read_conll
 from .errors import DataError
+from .files import file_sha256
 
 DATA_DIR_ENV = "CLINFLAIR_DATA_DIR"
 CACHE_DIR_ENV = "CLINFLAIR_CACHE_DIR"
@@ -199,14 +199,6 @@ def get_dataset(name: str) -> Dataset:
         ) from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_dir() -> Path:
     """Where downloads go: ``$CLINFLAIR_CACHE_DIR`` or the user's cache folder."""
     configured = os.environ.get(CACHE_DIR_ENV)
@@ -234,7 +226,7 @@ def fetch_file(data_file: DataFile, mirror: Path | None = None, cache: Path | No
                 f"{local} is missing from the local mirror {DATA_DIR_ENV}={mirror}; "
                 f"restore it from {data_file.url} or unset {DATA_DIR_ENV} to download it"
             )
-        found = sha256_of(local)
+        found = file_sha256(local)
         if found != data_file.sha256:
             raise DataError(
                 f"{local} does not match its registered sha256 (expected {data_file.sha256}, "
@@ -354,6 +346,36 @@ def load_corpus(name_or_path: str | Path, verbose: bool = True) -> Corpus:
 
 _NO_SPACE_BEFORE = re.compile(r" ([.,;:!?)\]}»%])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{¿¡«]) ")
+
+
+def upos_corpus(sentences_per_line: int = 1) -> Corpus:
+    """UD Spanish GSD as a NER corpus of many tags, for measuring the tagger where tags are many:
+    every token a one-token entity of its universal part-of-speech tag (17 types, 69 BIOES tags),
+    the dev treebank to train on and the test treebank to test on. ``sentences_per_line`` joins that
+    many consecutive sentences into one line (long lines, as in a record without sentence breaks)."""
+    files = dataset_files("ud-gsd")
+    splits = {}
+    for split, name in (("train", "es_gsd-ud-dev.conllu"), ("test", "es_gsd-ud-test.conllu")):
+        sentences, tokens = [], []
+        for line in files[name].read_text(encoding="utf-8").splitlines() + [""]:
+            columns = line.split("\t")
+            if not line.strip():
+                if tokens:
+                    sentences.append(tokens)
+                    tokens = []
+            elif not line.startswith("#") and columns[0].isdigit():  # not a multiword range or empty node
+                tokens.append((columns[1], columns[3]))
+        lines = [[token for sentence in sentences[start:start + sentences_per_line] for token in sentence]
+                 for start in range(0, len(sentences), sentences_per_line)]
+        splits[split] = []
+        for line_tokens in lines:
+            sentence = Sentence([text for text, _ in line_tokens])
+            for index, (_, tag) in enumerate(line_tokens):
+                sentence[index:index + 1].add_label("ner", tag)
+            splits[split].append(sentence)
+    return Corpus(train=FlairDatapointDataset(splits["train"]), dev=None,
+                  test=FlairDatapointDataset(splits["test"]), name=f"ud-gsd-upos-{sentences_per_line}",
+                  sample_missing_splits=False)
 
 
 def detokenize(tokens: list[str]) -> str:

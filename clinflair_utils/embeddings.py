@@ -29,7 +29,8 @@ from numpy.lib.format import open_memmap
 
 from .errors import ClinflairError
 from .files import atomic_path
-from .lm import MODEL_FILE, model_dir
+from .lm import load_flair_embeddings
+from .records import DIRECTIONS, model_file
 
 LOCAL_SPECS = ("general", "clinical", "control", "referrals")
 PUBLISHED_SPECS = {"es-clinical": ("es-clinical-forward", "es-clinical-backward"),
@@ -57,28 +58,6 @@ def check_spec(spec: str) -> None:
                          ".pt file, or two joined by a comma (forward,backward)")
 
 
-def load_flair_embeddings(model: str | Path, has_decoder: bool = False) -> FlairEmbeddings:
-    """flair's ``FlairEmbeddings`` of a language-model file or a published name (``has_decoder``:
-    keep the output layer, which fine-tuning needs); a file that is cut off or not a flair language
-    model is refused with its path and what was expected."""
-    try:
-        return FlairEmbeddings(str(model), has_decoder=has_decoder)
-    except Exception as error:
-        where = model if Path(str(model)).suffix == ".pt" else f"{model} (flair's cache: {flair_cache_file(model)})"
-        raise ClinflairError(f"{where}: not a readable flair language model ({type(error).__name__}: "
-                             f"{str(error)[:200]}); expected a file written by flair's LanguageModel.save or "
-                             "one of flair's published names, complete (delete a cut-off download to fetch it "
-                             "again)") from error
-
-
-def flair_cache_file(name: str | Path) -> Path:
-    """Where flair keeps a published model it downloaded (its URL's file name under the cache)."""
-    import flair
-
-    file = {"es-forward": "lm-es-forward.pt", "es-backward": "lm-es-backward.pt"}.get(str(name), f"{name}.pt")
-    return Path(flair.cache_root) / "embeddings" / file
-
-
 def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
                        char_dictionary: Dictionary | None = None) -> StackedEmbeddings:
     """The flair embeddings a specification string names (see the module's docstring).
@@ -92,7 +71,7 @@ def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
         if models_dir is None:
             raise ClinflairError(f"embeddings {spec!r} are local models: give the models directory "
                                  "written by the pre-training notebook")
-        paths = [model_dir(models_dir, spec, direction) / MODEL_FILE for direction in ("forward", "backward")]
+        paths = [model_file(models_dir, spec, direction) for direction in DIRECTIONS]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ClinflairError(f"embeddings {spec!r}: {', '.join(missing)} not found; run the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,3 +33,12 @@ def write_json(path: Path | str, payload: dict) -> None:
 def copy_file(source: Path | str, target: Path | str) -> None:
     with atomic_path(target) as temporary:
         shutil.copyfile(source, temporary)
+
+
+def file_sha256(path: Path | str) -> str:
+    """The file's SHA-256, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

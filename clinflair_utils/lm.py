@@ -7,17 +7,18 @@ general text: separates the domain from the extra training) and ``referrals`` (`
 fine-tuned on the CWLC referrals alone: the effect of the clinical text's size).
 
 Training is resumable: flair writes ``checkpoint.pt`` after every training split, and
-:func:`train_language_model` restarts from it when it finds one. (flair's trainer then runs the
-interrupted epoch's splits again from the first one: at most one epoch is repeated, none is lost.)
-A finished model is marked by ``training.json`` and is not trained again.
+:func:`train_language_model` restarts from it when it finds one, with the splits the interrupted
+epoch had not reached (flair's own resume would run that epoch's splits again from the first; an
+epoch of a large corpus is hours). A finished model is marked by ``training.json`` and is not
+trained again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
+import random
 import re
 import time
 import warnings
@@ -29,20 +30,20 @@ import flair
 import pandas as pd
 import torch
 from flair.data import Dictionary
+from flair.embeddings import FlairEmbeddings
 from flair.models import LanguageModel
+from flair.trainers import language_model_trainer
 from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
 
-from .corpus import build_corpora, corpus_characters
+from .corpus import build_corpora, corpus_characters, existing_build
 from .errors import ClinflairError
-from .files import write_json
+from .files import file_sha256, write_json
+from .records import (DICTIONARY_FILE, DIRECTIONS, LM_CHECKPOINT_FILE, LM_DONE_FILE, LM_EPOCH_CHECKPOINTS,
+                      LM_LOSS_FILE, LM_MODEL_FILE, LM_STARTED_FILE, model_dir, read_lm_done, write_bpc)
 
 # flair's trainer builds a CUDA GradScaler on every call, which torch now warns about
 warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
 
-MODEL_FILE = "best-lm.pt"
-DONE_FILE = "training.json"
-BPC_FILE = "bpc.json"  # every model's bits per character on each held-out text, beside the models
-DIRECTIONS = ("forward", "backward")
 
 
 class TrainingInterrupted(ClinflairError):
@@ -63,6 +64,9 @@ class LMConfig:
     anneal_factor: float = 0.25
     patience: int = 10
     max_epochs: int = 10
+    # flair's mixed precision: bfloat16 autocast on a CPU (fast where the processor has bfloat16
+    # instructions, e.g. avx512_bf16; benchmarks/lm_speed.py), float16 with loss scaling on a GPU
+    use_amp: bool = False
 
 
 def build_dictionary(characters: list[str], path: Path | str) -> Dictionary:
@@ -97,7 +101,7 @@ def planned_updates(corpus_dir: Path | str, config: LMConfig) -> int:
 
 
 def is_trained(model_dir: Path | str) -> bool:
-    return (Path(model_dir) / DONE_FILE).is_file() and (Path(model_dir) / MODEL_FILE).is_file()
+    return (Path(model_dir) / LM_DONE_FILE).is_file() and (Path(model_dir) / LM_MODEL_FILE).is_file()
 
 
 @contextmanager
@@ -117,8 +121,8 @@ def quiet_flair_console(level: int = logging.WARNING):
 
 def _latest_readable_checkpoint(model_dir: Path) -> tuple[Path, dict] | tuple[None, None]:
     """``checkpoint.pt`` and its state, or the newest ``epoch_N.pt`` if a kill cut the former off."""
-    candidates = [model_dir / "checkpoint.pt"] + sorted(
-        model_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
+    candidates = [model_dir / LM_CHECKPOINT_FILE] + sorted(
+        model_dir.glob(LM_EPOCH_CHECKPOINTS), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
     for candidate in candidates:
         if not candidate.is_file():
             continue
@@ -145,35 +149,28 @@ def train_language_model(
     """
     corpus_dir, model_dir = Path(corpus_dir), Path(model_dir)
     if is_trained(model_dir):
-        record = json.loads((model_dir / DONE_FILE).read_text())
+        record = read_lm_done(model_dir)
         changed = _changed_since(record, corpus_dir, config, init_from)
         if not changed:
             return record
         print(f"{model_dir.name}: made with another {changed}; training it again")
-        for stale in (DONE_FILE, MODEL_FILE, "checkpoint.pt", "loss.txt"):
+        for stale in (LM_DONE_FILE, LM_MODEL_FILE, LM_CHECKPOINT_FILE, LM_LOSS_FILE):
             (model_dir / stale).unlink(missing_ok=True)
     with quiet_flair_console():
         return _train(corpus_dir, model_dir, config, forward, dictionary, init_from, seed)
-
-
-def _file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _changed_since(record: dict, corpus_dir: Path, config: LMConfig, init_from) -> str | None:
     """What differs between a finished model's record and what it would be trained with now: the
     settings, the training text, or the model it continues (None: nothing, the model is current).
     Records written before the starting model's hash was kept are not checked for it."""
-    if record.get("config") != asdict(config):
+    # a record written before a setting existed holds that setting's default
+    if {**asdict(LMConfig()), **record.get("config", {})} != asdict(config):
         return "configuration"
     if record.get("train_characters") != sum(_train_chars(corpus_dir)):
         return "training corpus"
     if "init_sha256" in record and isinstance(init_from, (str, Path)) and \
-            record["init_sha256"] != _file_sha256(init_from):
+            record["init_sha256"] != file_sha256(init_from):
         return "starting model"
     return None
 
@@ -184,6 +181,13 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
     started = time.time()
     resumed_from = None
     checkpoint, state = _latest_readable_checkpoint(model_dir)
+    started_with = model_dir / LM_STARTED_FILE
+    if checkpoint is not None and started_with.is_file() and \
+            {**asdict(LMConfig()), **json.loads(started_with.read_text())} != asdict(config):
+        print(f"{model_dir.name}: {checkpoint.name} was made with another configuration; starting over")
+        for stale in [model_dir / LM_CHECKPOINT_FILE, *model_dir.glob(LM_EPOCH_CHECKPOINTS)]:
+            stale.unlink(missing_ok=True)
+        checkpoint = None
     if checkpoint is not None:
         corpus = TextCorpus(corpus_dir, state["dictionary"], forward=forward)
         trainer = LanguageModelTrainer.load_checkpoint(checkpoint, corpus)
@@ -207,33 +211,36 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         corpus = TextCorpus(corpus_dir, model.dictionary, forward=forward)
         trainer = LanguageModelTrainer(model, corpus)
         # a fresh run's log starts empty (loss.txt is appended to by flair)
-        (model_dir / "loss.txt").unlink(missing_ok=True)
+        (model_dir / LM_LOSS_FILE).unlink(missing_ok=True)
+        write_json(started_with, asdict(config))
 
-    trainer.train(
-        model_dir,
-        sequence_length=config.sequence_length,
-        learning_rate=config.learning_rate,
-        mini_batch_size=config.mini_batch_size,
-        anneal_factor=config.anneal_factor,
-        patience=config.patience,
-        max_epochs=config.max_epochs,
-        checkpoint=True,
-        num_workers=0,
-    )
+    with _splits_in_epoch_order(trainer, seed):
+        trainer.train(
+            model_dir,
+            sequence_length=config.sequence_length,
+            learning_rate=config.learning_rate,
+            mini_batch_size=config.mini_batch_size,
+            anneal_factor=config.anneal_factor,
+            patience=config.patience,
+            max_epochs=config.max_epochs,
+            checkpoint=True,
+            num_workers=0,
+            use_amp=config.use_amp,
+        )
     curve = training_curve(model_dir)
     # flair catches KeyboardInterrupt and returns normally; a run is finished only if its last
     # epoch reported.
-    if curve.empty or curve["epoch"].max() < config.max_epochs or not (model_dir / MODEL_FILE).is_file():
+    if curve.empty or curve["epoch"].max() < config.max_epochs or not (model_dir / LM_MODEL_FILE).is_file():
         raise TrainingInterrupted(
             f"training in {model_dir} stopped before epoch {config.max_epochs}; run it again to "
-            f"resume from {model_dir / 'checkpoint.pt'}"
+            f"resume from {model_dir / LM_CHECKPOINT_FILE}"
         )
     record = {
-        "model": str(model_dir / MODEL_FILE),
+        "model": str(model_dir / LM_MODEL_FILE),
         "direction": "forward" if forward else "backward",
         "corpus": str(corpus_dir),
         "init_from": str(init_from) if isinstance(init_from, (str, Path)) else None,
-        "init_sha256": _file_sha256(init_from) if isinstance(init_from, (str, Path)) else None,
+        "init_sha256": file_sha256(init_from) if isinstance(init_from, (str, Path)) else None,
         "config": asdict(config),
         "seed": seed,
         "updates": planned_updates(corpus_dir, config),
@@ -242,10 +249,46 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         "resumed_from": resumed_from,
         "best_valid_bpc": round(float(curve["valid_bpc"].min()), 4),
     }
-    write_json(model_dir / DONE_FILE, record)
-    for leftover in [model_dir / "checkpoint.pt", *model_dir.glob("epoch_*.pt")]:
+    write_json(model_dir / LM_DONE_FILE, record)
+    for leftover in [model_dir / LM_CHECKPOINT_FILE, started_with, *model_dir.glob(LM_EPOCH_CHECKPOINTS)]:
         leftover.unlink(missing_ok=True)
     return record
+
+
+class _EpochSplits:
+    """The training splits as flair's trainer iterates them, one pass per epoch, in an order fixed
+    by the seed and the epoch (file order in the first epoch, as flair's), so that a resumed epoch
+    can leave out the splits its checkpoint had done."""
+
+    def __init__(self, trainer: LanguageModelTrainer, seed: int):
+        self.trainer, self.seed = trainer, seed
+        self.epoch, self.done = trainer.epoch, trainer.split  # where the checkpoint stopped
+
+    def __iter__(self):
+        dataset = self.trainer.corpus.train
+        order = list(range(len(dataset)))
+        if self.epoch > 0:
+            random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        done, self.done = self.done, 0
+        for index in order[done:]:
+            yield dataset[index]
+        self.epoch += 1
+        # flair numbers a resumed epoch's splits from the checkpoint's split, and every later epoch's
+        # too unless this goes back to 0 before the next epoch begins
+        self.trainer.split = 0
+
+
+@contextmanager
+def _splits_in_epoch_order(trainer: LanguageModelTrainer, seed: int):
+    """Have ``trainer`` read its splits through :class:`_EpochSplits` instead of a shuffling
+    ``DataLoader`` (flair's trainer builds its loaders inside ``train``; nothing else is changed)."""
+    splits = _EpochSplits(trainer, seed)
+    original = language_model_trainer.DataLoader
+    language_model_trainer.DataLoader = lambda *args, **kwargs: splits
+    try:
+        yield
+    finally:
+        language_model_trainer.DataLoader = original
 
 
 _SPLIT_LINE = re.compile(
@@ -256,7 +299,7 @@ _SPLIT_LINE = re.compile(
 
 def training_curve(model_dir: Path | str) -> pd.DataFrame:
     """Validation bits per character after every training split, from flair's ``loss.txt``."""
-    path = Path(model_dir) / "loss.txt"
+    path = Path(model_dir) / LM_LOSS_FILE
     rows = []
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -317,24 +360,37 @@ MODEL_NAMES = ("general", "clinical", "control", "referrals")
 FINETUNED = ("clinical", "control", "referrals")  # each continues ``general`` on its own corpus
 
 
-def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:
-    """Where a local model lives: ``models_dir/<name>-<direction>/best-lm.pt``."""
-    return Path(models_dir) / f"{name}-{direction}"
+def load_flair_embeddings(model: str | Path, has_decoder: bool = False) -> FlairEmbeddings:
+    """flair's ``FlairEmbeddings`` of a language-model file or a published name (``has_decoder``:
+    keep the output layer, which fine-tuning needs); a file that is cut off or not a flair language
+    model is refused with its path and what was expected."""
+    try:
+        return FlairEmbeddings(str(model), has_decoder=has_decoder)
+    except Exception as error:
+        where = model if Path(str(model)).suffix == ".pt" else f"{model} (flair's cache: {flair_cache_file(model)})"
+        raise ClinflairError(f"{where}: not a readable flair language model ({type(error).__name__}: "
+                             f"{str(error)[:200]}); expected a file written by flair's LanguageModel.save or "
+                             "one of flair's published names, complete (delete a cut-off download to fetch it "
+                             "again)") from error
+
+
+def flair_cache_file(name: str | Path) -> Path:
+    """Where flair keeps a published model it downloaded (its URL's file name under the cache)."""
+    file = {"es-forward": "lm-es-forward.pt", "es-backward": "lm-es-backward.pt"}.get(str(name), f"{name}.pt")
+    return Path(flair.cache_root) / "embeddings" / file
 
 
 def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
     """Store one of flair's published LMs (e.g. ``es-forward``) as a local ``general`` model."""
-    from .embeddings import load_flair_embeddings  # the real download, through flair's cache
-
     target_dir = Path(target_dir)
     if is_trained(target_dir):
-        return json.loads((target_dir / DONE_FILE).read_text())
+        return read_lm_done(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     model = load_flair_embeddings(flair_name, has_decoder=True).lm  # fine-tuning trains through its decoder
-    model.save(target_dir / MODEL_FILE)
-    record = {"model": str(target_dir / MODEL_FILE), "published": flair_name,
+    model.save(target_dir / LM_MODEL_FILE)
+    record = {"model": str(target_dir / LM_MODEL_FILE), "published": flair_name,
               "direction": "forward" if model.is_forward_lm else "backward"}
-    write_json(target_dir / DONE_FILE, record)
+    write_json(target_dir / LM_DONE_FILE, record)
     return record
 
 
@@ -368,7 +424,7 @@ class FamilyMember:
             return False
         if self.published:
             return True
-        record = json.loads((self.model_dir / DONE_FILE).read_text())
+        record = read_lm_done(self.model_dir)
         return _changed_since(record, self.corpus_dir, self.config, self.init_from) is None
 
 
@@ -376,7 +432,7 @@ def family_stages(
     corpora_dir: Path | str,
     models_dir: Path | str,
     general: LMConfig | None,
-    finetune: LMConfig,
+    finetune: LMConfig | dict[str, LMConfig],
     dictionary: Dictionary | Path | None,
     base_models: dict[str, str] | None = None,
     seed: int = 1,
@@ -391,7 +447,8 @@ def family_stages(
         first.append(FamilyMember(f"general-{direction}", corpora_dir / "general", general_dir, general, forward,
                                   dictionary, published=(base_models or {}).get(direction), seed=seed))
         second += [FamilyMember(f"{name}-{direction}", corpora_dir / name, model_dir(models_dir, name, direction),
-                                finetune, forward, init_from=general_dir / MODEL_FILE, seed=seed)
+                                finetune[name] if isinstance(finetune, dict) else finetune, forward,
+                                init_from=general_dir / LM_MODEL_FILE, seed=seed)
                    for name in FINETUNED if (corpora_dir / name).is_dir()]
     return [first, second]
 
@@ -400,7 +457,7 @@ def train_model_family(
     corpora_dir: Path | str,
     models_dir: Path | str,
     general: LMConfig | None,
-    finetune: LMConfig,
+    finetune: LMConfig | dict[str, LMConfig],
     dictionary: Dictionary | Path | None,
     base_models: dict[str, str] | None = None,
     seed: int = 1,
@@ -419,29 +476,39 @@ def train_model_family(
 
 def prepare_pretraining(output_dir: Path | str, settings: dict, seed: int = 1):
     """What every language model of a profile's ``pretraining`` section trains on: the corpora
-    (``output_dir/corpora``) and, for models from scratch, one character dictionary over all of them
-    (``output_dir/models/dictionary.pkl``; ``None`` with published base models, which bring their
-    own). Returns the corpus build and the dictionary."""
+    (``output_dir/corpora``, built unless the build there has these settings) and, for models from
+    scratch, one character dictionary over all of them (``output_dir/models/dictionary.pkl``;
+    ``None`` with published base models, which bring their own). Returns the corpus build and the
+    dictionary."""
     output_dir = Path(output_dir)
-    build = build_corpora(output_dir / "corpora", seed=seed, **settings["corpora"])
+    build = (existing_build(output_dir / "corpora", seed=seed, **settings["corpora"])
+             or build_corpora(output_dir / "corpora", seed=seed, **settings["corpora"]))
     dictionary = None
     if not settings["base_models"]:
         characters = corpus_characters([summary.path for summary in build.corpora])
-        dictionary = build_dictionary(characters, output_dir / "models" / "dictionary.pkl")
+        dictionary = build_dictionary(characters, output_dir / "models" / DICTIONARY_FILE)
     return build, dictionary
 
 
-def family_configs(settings: dict) -> tuple[LMConfig | None, LMConfig]:
-    """The ``general`` and ``finetune`` configurations of a profile's ``pretraining`` section (a
-    fine-tuned model inherits what ``finetune`` leaves unsaid from ``general``)."""
+def family_configs(settings: dict) -> tuple[LMConfig | None, dict[str, LMConfig]]:
+    """The ``general`` configuration of a profile's ``pretraining`` section and each fine-tuned
+    model's: ``finetune``, with what it leaves unsaid from ``general``, and a model's own changes
+    from ``finetune_by_model`` (e.g. ``referrals: {max_epochs: 20}``: a small corpus affords more
+    epochs)."""
     general = LMConfig(**settings["general"]) if settings["general"] else None
-    return general, LMConfig(**{**(settings["general"] or {}), **settings["finetune"]})
+    finetune = {**(settings["general"] or {}), **settings["finetune"]}
+    by_model = settings.get("finetune_by_model") or {}
+    unknown = set(by_model) - set(FINETUNED)
+    if unknown:
+        raise ClinflairError(f"pretraining.finetune_by_model: {', '.join(sorted(unknown))} is not a fine-tuned "
+                             f"model ({', '.join(FINETUNED)})")
+    return general, {name: LMConfig(**{**finetune, **by_model.get(name, {})}) for name in FINETUNED}
 
 
 def trained_models(models_dir: Path | str) -> list[str]:
     """The names of :data:`MODEL_NAMES` that ``models_dir`` holds in both directions."""
     return [name for name in MODEL_NAMES
-            if all((model_dir(models_dir, name, d) / MODEL_FILE).is_file() for d in DIRECTIONS)]
+            if all((model_dir(models_dir, name, d) / LM_MODEL_FILE).is_file() for d in DIRECTIONS)]
 
 
 def bpc_table(models_dir: Path | str, held_out: dict[str, Path]) -> pd.DataFrame:
@@ -449,11 +516,22 @@ def bpc_table(models_dir: Path | str, held_out: dict[str, Path]) -> pd.DataFrame
     rows = {}
     for name in trained_models(models_dir):
         for direction in DIRECTIONS:
-            path = model_dir(models_dir, name, direction) / MODEL_FILE
+            path = model_dir(models_dir, name, direction) / LM_MODEL_FILE
             model = LanguageModel.load_language_model(path)
             rows[(name, direction)] = {domain: bits_per_character(model, text) for domain, text in held_out.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["model", "direction"]
+    return table
+
+
+def held_out_bpc(models_dir: Path | str, build) -> pd.DataFrame:
+    """:func:`bpc_table` of every model on the held-out (test) text of each corpus of ``build`` (a
+    :class:`clinflair_utils.corpus.CorporaBuild`; ``control``'s is ``general``'s), kept beside the
+    models (``bpc.json``), whence the book's records take it."""
+    held_out = {f"{summary.domain} text": Path(summary.path) / "test.txt"
+                for summary in build.corpora if summary.domain != "control"}
+    table = bpc_table(models_dir, held_out)
+    write_bpc(table, models_dir)
     return table
 
 
@@ -468,7 +546,10 @@ def plot_training_curves(models_dir: Path | str):
             if not curve.empty:  # published models have no curve
                 axis.plot(range(1, len(curve) + 1), curve["valid_bpc"], marker=".", label=name)
         axis.set(title=f"{direction} models", xlabel="training split", ylabel="validation bits/char")
-        axis.legend()
+        if axis.lines:
+            axis.legend()
+        else:  # models kept with the book before their training logs were
+            axis.text(0.5, 0.5, "no training log kept", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     return figure
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import platform
 import random
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import flair
 import pandas as pd
@@ -32,34 +32,11 @@ from .corpus import TOKEN  # tagged text is tokenized the way the corpora are
 from .data import load_corpus
 from .embeddings import attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
-from .files import write_json
 from .lm import quiet_flair_console
+from .crf import linear_crf
+from .records import RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
 
-RECORD_FILE = "record.json"
-MODEL_FILE = "final-model.pt"
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-@dataclass
-class NerSettings:
-    """Tagger and training hyper-parameters (defaults: the paper's)."""
-
-    hidden_size: int = 256
-    rnn_layers: int = 1
-    use_crf: bool = True
-    optimizer: str = "sgd"
-    learning_rate: float = 0.1
-    mini_batch_size: int = 32
-    max_epochs: int = 150
-    anneal_patience: int = 3  # flair's default: halve the rate after 3 epochs without improvement
-    train_with_dev: bool = True
-    max_train_sentences: int | None = None  # None: every train (+dev) sentence
-    use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
-    length_buckets: bool = False  # batches of sentences of similar length (LengthBucketSampler)
-    # "flair": flair's ModelTrainer; "tensor": the same tagger trained from the cached vectors in
-    # padded batches (train_from_tensors), for cached language models and character embeddings
-    trainer: str = "flair"
-    cache_precision: str = "model"  # "float16": cached language-model vectors in half precision
 
 
 TRAINERS = ("flair", "tensor")
@@ -158,14 +135,16 @@ class TokenFeatures:
 
 
 def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], features: TokenFeatures,
-                       settings: NerSettings, output_dir: Path) -> int:
+                       settings: NerSettings, output_dir: Path,
+                       after_epoch: Callable[[SequenceTagger, int, float], None] | None = None) -> int:
     """Train ``tagger`` on ``sentences`` in padded batches built by ``features``; the number of epochs run.
 
     What flair's ``ModelTrainer`` does for this tagger, without per-token objects: each batch is one
     padded tensor of the tokens' rows and one tensor of gold tag indices, through the tagger's own
     ``forward`` and loss; the same optimizer, gradient clipping, annealing on the training loss
     (factor 0.5 after ``anneal_patience`` epochs without improvement, stop below 0.0001) and
-    ``loss.tsv``. The tagger stays a normal flair model.
+    ``loss.tsv``. The tagger stays a normal flair model. ``after_epoch(tagger, epoch, train_loss)`` is
+    called after every epoch (the tagger in eval mode; training resumes after it).
     """
     lengths = [len(sentence) for sentence in sentences]
     starts = [0]
@@ -175,7 +154,7 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
     width = tagger.embeddings.embedding_length
     optimizer = OPTIMIZERS[settings.optimizer](tagger.parameters(), lr=settings.learning_rate)
     scheduler = AnnealOnPlateau(optimizer, factor=ANNEAL_FACTOR, patience=settings.anneal_patience, mode="min")
-    loss_file = output_dir / "loss.tsv"
+    loss_file = output_dir / TAGGER_LOSS_FILE
     loss_file.write_text("EPOCH\tTIMESTAMP\tLEARNING_RATE\tTRAIN_LOSS\n")
     epochs = 0
     for epoch in range(1, settings.max_epochs + 1):
@@ -210,6 +189,9 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
         with loss_file.open("a") as log:
             log.write(f"{epoch}\t{time.strftime('%H:%M:%S')}\t{learning_rate:.4f}\t{train_loss}\n")
         scheduler.step(train_loss)
+        if after_epoch is not None:
+            tagger.eval()
+            after_epoch(tagger, epoch, train_loss)
     tagger.eval()
     return epochs
 
@@ -241,68 +223,6 @@ def library_versions() -> dict[str, str]:
             "clinflair_utils": __version__}
 
 
-@dataclass
-class RunRecord:
-    """What one run was and scored: ``record.json`` beside the run's model (:meth:`save`, :meth:`load`).
-
-    Scores are flair's span-level evaluation on the full test split; ``per_type`` holds precision,
-    recall, F1 and support per entity type.
-    """
-
-    dataset: str
-    embeddings: str
-    seed: int
-    profile: str
-    hyperparameters: dict  # the NerSettings the run was made with
-    train_sentences: int
-    train_sentences_available: int
-    test_sentences: int
-    epochs_run: int | None
-    embedding_storage_mode: str
-    embedding_cache: dict | None  # CacheReport and the seconds it took; None without cached vectors
-    versions: dict
-    device: str
-    wall_seconds: float
-    training_seconds: float
-    micro_f1: float
-    macro_f1: float
-    micro_precision: float
-    micro_recall: float
-    per_type: dict
-    # added after the first records: older records read with these defaults
-    trainer: str = "flair"  # which trainer ran: flair's ModelTrainer or train_from_tensors
-    train_tokens: int | None = None
-    gpu: str | None = None  # the GPU's name, when the run had one
-    cpu_threads: int | None = None  # torch's threads: timings on a shared CPU depend on them
-
-    @property
-    def settings(self) -> NerSettings:
-        return NerSettings(**self.hyperparameters)  # settings added since take their defaults
-
-    @property
-    def model_keys(self) -> list[str]:
-        """The language models the run used, as the keys its embedding-cache files are named by."""
-        return [Path(f).name.split("-")[0] for f in (self.embedding_cache or {}).get("files", [])]
-
-    def save(self, path: Path | str) -> None:
-        write_json(path, asdict(self))
-
-    @classmethod
-    def load(cls, path: Path | str) -> RunRecord:
-        """The record at ``path``; a file that is not a run record is refused with what it lacks."""
-        try:
-            payload = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as error:
-            raise ClinflairError(f"{path}: not a readable run record ({error})") from error
-        names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.default is MISSING}
-        if not isinstance(payload, dict) or required - set(payload) or set(payload) - names:
-            found = set(payload) if isinstance(payload, dict) else set()
-            raise ClinflairError(f"{path}: not a run record (missing {sorted(required - found)}, "
-                                 f"unknown {sorted(found - names)})")
-        return cls(**payload)
-
-
 def scores_from_report(report: dict) -> dict:
     """Micro and macro F1 and per-type precision/recall/F1/support from flair's classification report."""
     per_type = {
@@ -314,6 +234,139 @@ def scores_from_report(report: dict) -> dict:
     return {"micro_f1": report["micro avg"]["f1-score"], "macro_f1": report["macro avg"]["f1-score"],
             "micro_precision": report["micro avg"]["precision"], "micro_recall": report["micro avg"]["recall"],
             "per_type": per_type}
+
+
+@dataclass
+class PreparedRun:
+    """What a run trains and is tested on: its sentences, its embeddings, and the cached vectors."""
+
+    corpus: Corpus
+    train: list[Sentence]
+    test: list[Sentence]
+    stack: StackedEmbeddings
+    trainer: str  # "tensor" or "flair": which one can train this configuration
+    tables: list  # cached vectors of each language model, train+test rows
+    cache: dict | None  # the cache report and the seconds it took; None without cached vectors
+    storage_mode: str  # flair's embeddings_storage_mode for its trainer
+
+    @property
+    def train_tokens(self) -> int:
+        return sum(len(sentence) for sentence in self.train)
+
+
+def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSettings,
+                models_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> PreparedRun:
+    """The sentences of a run, its embeddings and, for frozen language models, their vectors cached
+    once (computed or read from ``cache_dir``) and attached to what each trainer reads."""
+    if settings.optimizer not in OPTIMIZERS:
+        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if settings.trainer not in TRAINERS:
+        raise ClinflairError(f"unknown trainer {settings.trainer!r}: use one of {', '.join(TRAINERS)}")
+    train = training_sentences(corpus, settings)
+    test = list(corpus.test)
+    for sentence in train + test:  # a corpus used before (another run, another model) keeps its vectors
+        sentence.clear_embeddings()
+    flair.set_seed(seed)
+    stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
+    cached = cacheable(stack) if settings.use_cache else []
+    # the tensor trainer computes cached language models' rows and flair's character embeddings
+    trainer = "tensor" if settings.trainer == "tensor" and all(
+        e in cached or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
+    prepared = PreparedRun(corpus, train, test, stack, trainer, [], None, "none")  # "none": flair's default
+    if cached:
+        if cache_dir is None:
+            raise ClinflairError("use_cache needs a cache_dir")
+        started = time.time()
+        report, prepared.tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision)
+        # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
+        attach_vectors(test if trainer == "tensor" else train + test, stack, prepared.tables,
+                       first_row=prepared.train_tokens if trainer == "tensor" else 0)
+        prepared.cache = {**asdict(report), "seconds": round(time.time() - started, 1)}
+        prepared.storage_mode = "cpu"  # keep the cached vectors on the tokens between epochs
+    return prepared
+
+
+def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path,
+                 crf: str = "linear", after_epoch: Callable[[SequenceTagger, int, float], None] | None = None,
+                 ) -> SequenceTagger:
+    """flair's BiLSTM-CRF ``SequenceTagger`` trained on the prepared run and saved into
+    ``output_dir``; its CRF computed step by step (:mod:`clinflair_utils.crf`), or as flair computes
+    it with ``crf="flair"`` (the same model, slower where tags are many: for measuring).
+    ``after_epoch``: see :func:`train_from_tensors` (the tensor trainer only)."""
+    if after_epoch is not None and prepared.trainer != "tensor":
+        raise ClinflairError("a callback after every epoch needs the tensor trainer")
+    # no test split for the trainer: its own final test would clear the cached vectors; the run
+    # is evaluated apart
+    run_corpus = Corpus(train=FlairDatapointDataset(prepared.train), dev=None, test=None,
+                        name=prepared.corpus.name, sample_missing_splits=False)
+    with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        label_dictionary = run_corpus.make_label_dictionary("ner", add_unk=False)
+    flair.set_seed(seed)
+    with quiet_flair_console():
+        tagger = SequenceTagger(
+            hidden_size=settings.hidden_size,
+            embeddings=prepared.stack,
+            tag_dictionary=label_dictionary,
+            tag_type="ner",
+            use_crf=settings.use_crf,
+            rnn_layers=settings.rnn_layers,
+        )
+    if crf == "linear":
+        linear_crf(tagger)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with quiet_flair_console():
+        if prepared.trainer == "tensor":
+            features = TokenFeatures(prepared.stack, prepared.train, prepared.tables)
+            train_from_tensors(tagger, prepared.train, features, settings, output_dir, after_epoch)
+            tagger.save(output_dir / TAGGER_FILE)
+        else:
+            ModelTrainer(tagger, run_corpus).train(
+                output_dir,
+                learning_rate=settings.learning_rate,
+                mini_batch_size=settings.mini_batch_size,
+                max_epochs=settings.max_epochs,
+                optimizer=OPTIMIZERS[settings.optimizer],
+                patience=settings.anneal_patience,
+                # dev is already in the training data; True makes flair anneal when the training
+                # loss stops going down (with False and no dev split it treats a rising loss as better)
+                train_with_dev=True,
+                embeddings_storage_mode=prepared.storage_mode,
+                shuffle=True,  # ignored by flair when a sampler orders the batches
+                sampler=LengthBucketSampler(settings.mini_batch_size) if settings.length_buckets else None,
+                save_final_model=True,
+                create_file_logs=True,
+                use_final_model_for_eval=True,
+            )
+    (output_dir / TAGGER_BEST_FILE).unlink(missing_ok=True)  # the final model is the run's model
+    return tagger
+
+
+def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
+               scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float) -> RunRecord:
+    """The record of a finished run: what it was, where it ran, what it scored."""
+    corpus = prepared.corpus
+    return RunRecord(
+        dataset=corpus.name,
+        embeddings=embeddings,
+        seed=seed,
+        profile=profile,
+        hyperparameters=asdict(settings),
+        train_sentences=len(prepared.train),
+        train_sentences_available=len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
+        train_tokens=prepared.train_tokens,
+        test_sentences=len(prepared.test),
+        epochs_run=_epochs_run(output_dir),
+        trainer=prepared.trainer,
+        embedding_storage_mode=prepared.storage_mode,
+        embedding_cache=prepared.cache,
+        versions=library_versions(),
+        device=str(flair.device),
+        gpu=torch.cuda.get_device_name(flair.device) if flair.device.type == "cuda" else None,
+        cpu_threads=torch.get_num_threads(),
+        wall_seconds=round(wall_seconds, 1),
+        training_seconds=round(training_seconds, 1),
+        **scores,
+    )
 
 
 def run_ner(
@@ -331,109 +384,24 @@ def run_ner(
 
     Returns the record, the trained tagger and the test sentences with ``predicted`` labels.
     """
-    if settings.optimizer not in OPTIMIZERS:
-        raise ClinflairError(f"unknown optimizer {settings.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if settings.trainer not in TRAINERS:
-        raise ClinflairError(f"unknown trainer {settings.trainer!r}: use one of {', '.join(TRAINERS)}")
     output_dir = Path(output_dir)
     started = time.time()
     corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
-    train = training_sentences(corpus, settings)
-    test = list(corpus.test)
-    flair.set_seed(seed)
-    stack = resolve_embeddings(embeddings, models_dir, character_dictionary(train))
-
-    cached = cacheable(stack) if settings.use_cache else []
-    train_tokens = sum(len(sentence) for sentence in train)
-    # the tensor trainer computes cached language models' rows and flair's character embeddings
-    trainer = "tensor" if settings.trainer == "tensor" and all(
-        e in cached or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
-    cache, tables = None, []
-    storage_mode = "none"  # the original experiments' setting: vectors recomputed every epoch
-    if cached:
-        if cache_dir is None:
-            raise ClinflairError("use_cache needs a cache_dir")
-        embedding_started = time.time()
-        report, tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision)
-        # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
-        attach_vectors(test if trainer == "tensor" else train + test, stack, tables,
-                       first_row=train_tokens if trainer == "tensor" else 0)
-        cache = {**asdict(report), "seconds": round(time.time() - embedding_started, 1)}
-        storage_mode = "cpu"  # keep the cached vectors on the tokens between epochs
-
-    # no test split for the trainer: its own final test would clear the cached vectors; the run
-    # is evaluated below instead
-    run_corpus = Corpus(train=FlairDatapointDataset(train), dev=None, test=None,
-                        name=corpus.name, sample_missing_splits=False)
-    with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
-        label_dictionary = run_corpus.make_label_dictionary("ner", add_unk=False)
-    flair.set_seed(seed)
-    with quiet_flair_console():
-        tagger = SequenceTagger(
-            hidden_size=settings.hidden_size,
-            embeddings=stack,
-            tag_dictionary=label_dictionary,
-            tag_type="ner",
-            use_crf=settings.use_crf,
-            rnn_layers=settings.rnn_layers,
-        )
+    prepared = prepare_run(corpus, embeddings, seed, settings, models_dir, cache_dir)
     training_started = time.time()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with quiet_flair_console():
-        if trainer == "tensor":
-            train_from_tensors(tagger, train, TokenFeatures(stack, train, tables), settings, output_dir)
-            tagger.save(output_dir / MODEL_FILE)
-        else:
-            ModelTrainer(tagger, run_corpus).train(
-                output_dir,
-                learning_rate=settings.learning_rate,
-                mini_batch_size=settings.mini_batch_size,
-                max_epochs=settings.max_epochs,
-                optimizer=OPTIMIZERS[settings.optimizer],
-                patience=settings.anneal_patience,
-                # dev is already in the training data; True makes flair anneal when the training
-                # loss stops going down (with False and no dev split it treats a rising loss as better)
-                train_with_dev=True,
-                embeddings_storage_mode=storage_mode,
-                shuffle=True,  # ignored by flair when a sampler orders the batches
-                sampler=LengthBucketSampler(settings.mini_batch_size) if settings.length_buckets else None,
-                save_final_model=True,
-                create_file_logs=True,
-                use_final_model_for_eval=True,
-            )
-        training_seconds = time.time() - training_started
-        with contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
-            result = tagger.evaluate(test, gold_label_type="ner", mini_batch_size=64,
-                                     embedding_storage_mode="none", return_loss=False)
-    record = RunRecord(
-        dataset=corpus.name,
-        embeddings=embeddings,
-        seed=seed,
-        profile=profile,
-        hyperparameters=asdict(settings),
-        train_sentences=len(train),
-        train_sentences_available=len(corpus.train) + (len(corpus.dev) if corpus.dev else 0),
-        train_tokens=train_tokens,
-        test_sentences=len(test),
-        epochs_run=_epochs_run(output_dir),
-        trainer=trainer,
-        embedding_storage_mode=storage_mode,
-        embedding_cache=cache,
-        versions=library_versions(),
-        device=str(flair.device),
-        gpu=torch.cuda.get_device_name(flair.device) if flair.device.type == "cuda" else None,
-        cpu_threads=torch.get_num_threads(),
-        wall_seconds=round(time.time() - started, 1),
-        training_seconds=round(training_seconds, 1),
-        **scores_from_report(result.classification_report),
-    )
-    record.save(output_dir / RECORD_FILE)
-    (output_dir / "best-model.pt").unlink(missing_ok=True)  # the final model is the run's model
-    return record, tagger, test
+    tagger = train_tagger(prepared, seed, settings, output_dir)
+    training_seconds = time.time() - training_started
+    with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
+        result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
+                                 embedding_storage_mode="none", return_loss=False)
+    record = run_record(prepared, embeddings, seed, settings, profile, scores_from_report(result.classification_report),
+                        output_dir, time.time() - started, training_seconds)
+    record.save(output_dir / RUN_RECORD_FILE)
+    return record, tagger, prepared.test
 
 
 def _epochs_run(output_dir: Path) -> int | None:
-    loss_file = output_dir / "loss.tsv"
+    loss_file = output_dir / TAGGER_LOSS_FILE
     if not loss_file.is_file():
         return None
     return max(0, len(loss_file.read_text().strip().splitlines()) - 1)
@@ -475,14 +443,46 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
 
 
+def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: NerSettings, epochs: int,
+                   output_dir: Path | str, models_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+                   corpus: Corpus | None = None) -> pd.DataFrame:
+    """Micro F1 on the dev split after every epoch of training on the train split alone (the test
+    split is not read): where more epochs stop paying. One row per epoch: epoch, train loss, dev F1."""
+    corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
+    if not corpus.dev:
+        raise ClinflairError(f"{corpus.name}: a learning curve is scored on the dev split, and there is none")
+    on_dev = Corpus(train=corpus.train, dev=None, test=corpus.dev, name=f"{corpus.name}-dev",
+                    sample_missing_splits=False)
+    settings = NerSettings(**{**asdict(settings), "max_epochs": epochs, "train_with_dev": False,
+                              "trainer": "tensor"})
+    prepared = prepare_run(on_dev, embeddings, seed, settings, models_dir, cache_dir)
+    rows = []
+
+    def score(tagger: SequenceTagger, epoch: int, train_loss: float) -> None:
+        with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):
+            result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
+                                               embedding_storage_mode="none", return_loss=False)
+        rows.append({"epoch": epoch, "train_loss": train_loss,
+                     "dev_micro_f1": result.classification_report["micro avg"]["f1-score"]})
+
+    train_tagger(prepared, seed, settings, Path(output_dir), after_epoch=score)
+    return pd.DataFrame(rows, columns=["epoch", "train_loss", "dev_micro_f1"])
+
+
+def chosen_epochs(curve: pd.DataFrame, within: float = 0.01) -> int:
+    """The first epoch whose dev F1 is within ``within`` (1 point) of the curve's best."""
+    best = curve["dev_micro_f1"].max()
+    return int(curve.loc[curve["dev_micro_f1"] >= best - within, "epoch"].min())
+
+
 def tag_text(model: SequenceTagger | Path | str, text: str) -> list[dict]:
     """Entities of raw Spanish ``text``: type, text, character offsets, confidence."""
     if not isinstance(model, SequenceTagger):
         path = Path(model)
         if not path.is_file():
-            raise ClinflairError(f"no tagger model at {path} (a run writes {MODEL_FILE} into its output_dir)")
+            raise ClinflairError(f"no tagger model at {path} (a run writes {TAGGER_FILE} into its output_dir)")
         with quiet_flair_console():
-            model = SequenceTagger.load(str(path))
+            model = linear_crf(SequenceTagger.load(str(path)))
     tokens = tokenize(text)
     if not tokens:
         return []

@@ -9,7 +9,7 @@ import yaml
 
 from .errors import ClinflairError
 
-PROFILES = ("quick", "cpu", "paper")
+PROFILES = ("quick", "cpu", "cpu512", "paper")
 
 
 def load_profile(name_or_path: str | Path) -> dict:

@@ -8,7 +8,6 @@ the text and the records disagree. Nothing between the markers is typed by hand.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -19,8 +18,8 @@ import pandas as pd
 from . import results
 from .colab import sync_setup_cells
 from .errors import ClinflairError
-from .lm import BPC_FILE
 from .profiles import grid, load_profile
+from . import records
 
 DOCUMENTS = ("README.md", "book/intro.md")
 TRAINER_NAMES = {"flair": "flair's ModelTrainer", "tensor": "the tensor trainer"}
@@ -38,16 +37,15 @@ class Sources:
     def __init__(self, root: Path | str, profile: str = "cpu") -> None:
         self.root = Path(root)
         self.profile = load_profile(profile)
-        self.records_dir = self.root / "book" / "records" / self.profile["name"]
+        paths = records.BookPaths(self.root, self.root, self.profile["name"])
+        self.records_dir, self.benchmarks = paths.records, paths.benchmarks
         self.records = results.load_records(self.records_dir)
-        self.benchmarks = self.root / "benchmarks" / "results"
 
     def lm_records(self) -> dict[str, dict]:
-        return {p.stem: json.loads(p.read_text()) for p in sorted((self.records_dir / "lm").glob("*.json"))}
+        return records.lm_records(self.records_dir)
 
     def benchmark(self, name: str) -> dict | None:
-        path = self.benchmarks / name
-        return json.loads(path.read_text()) if path.is_file() else None
+        return records.benchmark(self.benchmarks, name)
 
 
 def settings_line(sources: Sources) -> str:
@@ -59,50 +57,51 @@ def settings_line(sources: Sources) -> str:
             f"test splits, in points, mean ± standard deviation over the seeds done")
 
 
+def markdown_table(table: pd.DataFrame, bold: pd.DataFrame | None = None, index_name: str | None = None) -> str:
+    """A table of text cells as a Markdown table (cells where ``bold`` is true in bold)."""
+    header = [index_name or table.index.name or ""] + [str(column) for column in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * len(table.columns)]
+    for row, cells in table.iterrows():
+        texts = [f"**{cell}**" if bold is not None and bold.loc[row, column] and cell != "–" else str(cell)
+                 for column, cell in cells.items()]
+        lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def score_table(sources: Sources) -> str:
     """Mean ± sd micro F1 per dataset and configuration, the best of each row in bold."""
-    summary = results.summary_table(sources.records)
-    columns = [e for e in sources.profile["ner"]["embeddings"] if e in summary["mean"].columns]
-    datasets = [d for d in sources.profile["ner"]["datasets"] if d in summary.index]
-    lines = ["| dataset | " + " | ".join(f"`{c}`" for c in columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    for dataset in datasets:
-        means = summary["mean"].loc[dataset, columns] * 100
-        best = means.max()
-        cells = []
-        for column in columns:
-            mean, sd, n = means[column], summary["std"].loc[dataset, column] * 100, summary["count"].loc[dataset, column]
-            if pd.isna(mean):
-                cells.append("–")
-                continue
-            text = f"{mean:.1f}" + (f" ± {sd:.1f}" if not pd.isna(sd) else "") + f" ({int(n)})"
-            cells.append(f"**{text}**" if mean == best else text)
-        lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nIn brackets: the number of seeds."
+    text, best = results.score_cells(sources.records, 1, datasets=sources.profile["ner"]["datasets"],
+                                     embeddings=sources.profile["ner"]["embeddings"])
+    names = {column: f"`{column}`" for column in text.columns}
+    text, best = text.rename(columns=names), best.rename(columns=names)
+    text.index = best.index = [results.dataset_name(d) for d in text.index]
+    return markdown_table(text, best, "dataset") + "\n\nIn brackets: the number of seeds."
 
 
 def difference_table(sources: Sources, candidate: str = "clinical",
-                     baselines: tuple[str, ...] = ("general", "control")) -> str:
-    """``candidate`` minus each baseline per dataset, paired by seed, with a 95 % t interval; bold
-    where the verdict is better or worse ("" while no dataset has runs of both)."""
-    comparisons = {b: results.paired_difference(sources.records, candidate, b) for b in baselines}
-    comparisons = {b: t for b, t in comparisons.items() if not t.empty}
-    if not comparisons:
+                     baselines: tuple[str, ...] = results.BASELINES) -> str:
+    """``candidate`` minus each baseline per dataset, paired by seed: the uncorrected 95 % t interval
+    and the Holm-adjusted p-value over the verdict's family; bold where the verdict is better or
+    worse ("" while no dataset has runs of both)."""
+    family = results.comparisons(sources.records, candidate, baselines)
+    if family.empty:
         return ""
-    datasets = [d for d in sources.profile["ner"]["datasets"] if any(d in t.index for t in comparisons.values())]
-    lines = ["| dataset | " + " | ".join(f"`{candidate}` − `{b}` (95 % CI)" for b in comparisons) + " | seeds |",
-             "|---|" + "---|" * len(comparisons) + "---|"]
+    compared = [b for b in baselines if b in family.index.get_level_values("baseline")]
+    datasets = [d for d in sources.profile["ner"]["datasets"] if d in family.index.get_level_values("dataset")]
+    header = " | ".join(f"`{candidate}` − `{b}` (95 % CI) | Holm p" for b in compared)
+    lines = [f"| dataset | {header} | seeds |", "|---|" + "---|---|" * len(compared) + "---|"]
     for dataset in datasets:
         cells, seeds = [], 0
-        for table in comparisons.values():
-            if dataset not in table.index:
-                cells.append("–")
+        for baseline in compared:
+            if (baseline, dataset) not in family.index:
+                cells += ["–", "–"]
                 continue
-            row = table.loc[dataset]
+            row = family.loc[(baseline, dataset)]
             seeds = max(seeds, int(row["seeds"]))
             text = _signed(row["difference"]) + (f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
                                                  if row["seeds"] > 1 else "")
             cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
+            cells.append("–" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3f}")
         lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
     return "\n".join(lines)
 
@@ -116,9 +115,8 @@ def scale_text(sources: Sources) -> str:
     text = (f"`referrals` is `general` fine-tuned on the CWLC referrals alone "
             f"({referrals['train_characters']:,} characters, {referrals['updates']:,} updates), `clinical` on all "
             f"open clinical text ({clinical['train_characters']:,} characters, {clinical['updates']:,} updates).")
-    bpc = sources.records_dir / "lm" / BPC_FILE
-    if bpc.is_file():
-        table = pd.read_json(bpc, orient="split")
+    table = records.read_bpc(sources.records_dir)
+    if table is not None:
         column = "clinical text"
         if column in table.columns:
             means = table.groupby("model")[column].mean()
@@ -126,11 +124,12 @@ def scale_text(sources: Sources) -> str:
                 text += (f" On held-out clinical text (bits per character, mean of both directions, lower is "
                          f"better): `clinical` {means['clinical']:.3f}, `referrals` {means['referrals']:.3f}, "
                          f"`general` {means['general']:.3f}.")
-    table = results.paired_difference(sources.records, "clinical", "referrals")
+    table = results.comparisons(sources.records, "clinical", ("referrals",))
     if not table.empty:
-        text += " In micro F1, `clinical` − `referrals`: " + "; ".join(
-            f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.seed_count(row['seeds'])}, {row['verdict']})"
-            for d, row in table.iterrows()) + "."
+        text += (" In micro F1, `clinical` − `referrals` (Holm's correction over these "
+                 f"{int((table['seeds'] > 1).sum())}): " + "; ".join(
+                     f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.seed_count(row['seeds'])}, "
+                     f"{row['verdict']})" for (_, d), row in table.iterrows()) + ".")
     return text
 
 
@@ -142,8 +141,9 @@ def results_block(sources: Sources) -> str:
     runs_done = "" if len(sources.records) == len(grid(sources.profile)) else " The tables cover the runs done so far."
     parts = [progress + runs_done, settings_line(sources) + ":", score_table(sources)]
     if differences:
-        parts += ["Differences in points, paired by seed; bold where the 95 % interval excludes zero and the "
-                  "difference exceeds the seed-to-seed standard deviation:", differences]
+        family = results.comparisons(sources.records)
+        parts += ["Differences in points, paired by seed, and their Holm-adjusted p-values; bold where the "
+                  "verdict counts the difference. " + results.family_note(family), differences]
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     scale = scale_text(sources)
     if scale:
@@ -156,7 +156,9 @@ def verdict_block(sources: Sources) -> str:
     progress = results.grid_progress(sources.records, sources.profile)
     if sources.records.empty:
         return progress + "\n"
-    return progress + " " + results.verdict_text(results.verdicts(sources.records)) + " The Results chapter has the tables.\n"
+    note = results.family_note(results.comparisons(sources.records), intervals=False)
+    return (progress + " " + results.verdict_text(results.verdicts(sources.records)) + (" " + note if note else "")
+            + " The Results chapter has the tables.\n")
 
 
 def performance_block(sources: Sources) -> str:
@@ -191,25 +193,26 @@ def performance_block(sources: Sources) -> str:
 
 def paper_cost_block(sources: Sources) -> str:
     """What the paper's setting costs, per measured device (``benchmarks/paper_cost.py``)."""
-    measured = [json.loads(p.read_text()) for p in sorted(sources.benchmarks.glob("paper_cost_*.json"))]
-    if not measured:
+    files = records.benchmarks(sources.benchmarks, "paper_cost_*.json")
+    if not files:
         return "Not measured yet: `python benchmarks/paper_cost.py --json FILE`.\n"
-    headers = [f"{m['gpu'] or 'CPU, ' + str(m['cpu_threads']) + ' threads'}, {m['language_models'].split(',')[1].strip()}"
-               for m in measured]
-    lines = ["| stage (the paper's work) | " + " | ".join(headers) + " |", "|---|" + "---|" * len(measured)]
-    for index, stage in enumerate(measured[0]["stages"]):
-        cells = [f"{m['stages'][index]['measured_rate']:,.0f} {m['stages'][index]['rate_unit']}: "
-                 f"{m['stages'][index]['projected_hours']:,.1f} h" for m in measured]
-        lines.append(f"| {stage['stage']} ({stage['work']}) | " + " | ".join(cells) + " |")
-    files = ", ".join(f"`benchmarks/results/{p.name}`" for p in sorted(sources.benchmarks.glob("paper_cost_*.json")))
-    return "\n".join(lines) + f"\n\nFrom {files}.\n"
+    columns = {}
+    for _, cost in files:
+        table = results.paper_cost_table(cost)
+        header = f"{results.machine_name(cost)}, {cost['language_models'].split(',')[1].strip()}"
+        columns[header] = [f"{row['measured_rate']:,.0f} {row['rate_unit']}: {row['projected_hours']:,.1f} h"
+                           for _, row in table.iterrows()]
+    first = results.paper_cost_table(files[0][1])
+    stages = [f"{stage} ({work})" for stage, work in zip(first.index, first["work"])]
+    text = markdown_table(pd.DataFrame(columns, index=stages), index_name="stage (the paper's work)")
+    return text + "\n\nFrom " + ", ".join(f"`benchmarks/results/{p.name}`" for p, _ in files) + ".\n"
 
 
 def cluster_block(sources: Sources) -> str:
     """What the ``paper`` profile's jobs cost on each measured GPU: the language models of the second
     pre-training stage and the NER runs, one job each, from the paper-cost benchmarks' rates and the
     sizes in this book's records (its open corpora, every train+dev token)."""
-    measured = [(p, json.loads(p.read_text())) for p in sorted(sources.benchmarks.glob("paper_cost_*.json"))]
+    measured = records.benchmarks(sources.benchmarks, "paper_cost_*.json")
     measured = [(p, m) for p, m in measured if m.get("gpu")]
     if not measured:
         return "No GPU measurement yet: `python benchmarks/paper_cost.py --json FILE` on a GPU.\n"
@@ -249,16 +252,10 @@ def cluster_block(sources: Sources) -> str:
 
 
 def cache_block(sources: Sources) -> str:
-    rows = []
-    for path in sorted(sources.benchmarks.glob("embedding_cache_*.json")):
-        b = json.loads(path.read_text())
-        rows.append(f"| `{path.name}` ({b['dataset']}, {b['embeddings']}, seeds {', '.join(map(str, b['seeds']))}) | "
-                    f"{b['seconds_with_cache']:.1f} s | {b['seconds_without_cache']:.1f} s | {b['speedup']:.2f}x | "
-                    f"{'yes' if b['identical_f1'] else 'no'} |")
-    if not rows:
+    measurements = records.benchmarks(sources.benchmarks, "embedding_cache_*.json")
+    if not measurements:
         return "Not measured yet: `python benchmarks/embedding_cache.py --models-dir DIR --json FILE`.\n"
-    return "\n".join(["| measurement | with cache | without | speed-up | same F1 per seed |", "|---|---|---|---|---|",
-                      *rows]) + "\n"
+    return markdown_table(results.cache_benchmark_table(measurements)) + "\n"
 
 
 def optimizer_block(sources: Sources) -> str:
@@ -297,15 +294,14 @@ def memory_block(sources: Sources) -> str:
 
 
 def trainers_block(sources: Sources) -> str:
-    files = sorted(sources.benchmarks.glob("trainers_cpu*.json"))
+    files = records.benchmarks(sources.benchmarks, "trainers_cpu*.json")
     if not files:
         return ("Not measured yet: `python benchmarks/trainers.py --models-dir output/cpu/pretraining/models "
                 "--json benchmarks/results/trainers_cpu.json`.\n")
     lines = ["| corpus | embeddings | variant | tokens/s | × ModelTrainer, random | micro F1 (seeds) |",
              "|---|---|---|---|---|---|"]
     notes = []
-    for path in files:
-        measured = json.loads(path.read_text())
+    for path, measured in files:
         # the baseline of a corpus and configuration may sit in another measurement of the same run
         baselines = {(m["corpus"], m["embeddings"]): m["tokens_per_second"]["ModelTrainer, random batches"]
                      for m in measured["measurements"] if "ModelTrainer, random batches" in m["tokens_per_second"]}
@@ -317,8 +313,7 @@ def trainers_block(sources: Sources) -> str:
                 ratio = f"{speed / baseline:.2f}" if baseline else "–"
                 lines.append(f"| {m['corpus']} | `{m['embeddings']}` | {variant} | {speed:,} | {ratio} | {100 * f1:.1f}"
                              + (f" ± {100 * sd:.1f}" if sd is not None else "") + f" ({len(m['runs'][variant])}) |")
-        threads = measured["cpu_threads"]
-        machine = measured["gpu"] or f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+        machine = results.machine_name(measured)
         epochs = ", ".join(map(str, sorted({m["epochs"] for m in measured["measurements"]})))
         note = (f"`{path.name}`: {measured['dataset']}, {measured['train']['tokens']:,} training tokens, "
                 f"on {machine}, {epochs} epoch(s) per run.")
@@ -327,6 +322,63 @@ def trainers_block(sources: Sources) -> str:
             note += f" A quick-profile `chars` run on the paragraph corpus took {quick['wall_seconds'] / 60:.1f} minutes."
         notes.append(note)
     return "\n".join(lines) + "\n\n" + " ".join(notes) + " From `benchmarks/results/`.\n"
+
+
+def lm_speed_block(sources: Sources) -> str:
+    """Character-LM training in float32 against bfloat16 autocast (``benchmarks/lm_speed.py``)."""
+    measured = sources.benchmark("lm_speed_cpu.json")
+    if not measured:
+        return ("Not measured yet: `python benchmarks/lm_speed.py --corpus output/cpu512/pretraining/corpora/general "
+                "--json benchmarks/results/lm_speed_cpu.json`.\n")
+    rows = [f"| {row['hidden_size']} x {row['mini_batch_size']} | {row['float32_chars_per_second']:,} | "
+            f"{row['bfloat16_chars_per_second']:,} | {row['ratio']:.2f}x |" for row in measured["speed"]]
+    lines = ["| hidden units x batch | float32 characters/s | bfloat16 characters/s | bfloat16 / float32 |",
+             "|---|---|---|---|", *rows, ""]
+    quality = [f"after {q['updates']:,} updates ({q['train_characters'] / 1e6:.1f} M characters), float32 "
+               f"{q['float32_bpc']:.3f} and bfloat16 {q['bfloat16_bpc']:.3f} ({q['difference']:+.3f})"
+               for q in measured["quality"]]
+    kept = measured["bfloat16_kept"]
+    lines.append(f"Held-out bits per character of a {measured['quality'][0]['hidden_size']}-unit model trained from "
+                 f"the same seed in each precision: " + "; ".join(quality) + ". bfloat16 is kept only if it is at "
+                 f"most {measured['quality'][-1]['worse_by_at_most']} worse after the longest measurement: "
+                 + ("it is, and the language models train in bfloat16." if kept else
+                    "it is not, so the language models train in float32.")
+                 + f" Speed on {results.machine_name(measured)} (torch {measured['torch']}), from "
+                 "`benchmarks/results/lm_speed_cpu.json`.")
+    return "\n".join(lines) + "\n"
+
+
+def crf_block(sources: Sources) -> str:
+    """The tagger on few against many tags, with flair's CRF and the step-by-step one (``benchmarks/crf.py``)."""
+    measured = sources.benchmark("crf_cpu.json")
+    if not measured:
+        return "Not measured yet: `python benchmarks/crf.py --json benchmarks/results/crf_cpu.json`.\n"
+    lines = ["| corpus | tags | tokens a line (mean, max) | CRF | training tokens/s | × CANTEMIST's | "
+             "test split (s) | micro F1 (seeds) |", "|---|---|---|---|---|---|---|---|"]
+    for name, by_crf in measured["summary"].items():
+        corpus = measured["corpora"][name]
+        for crf, row in by_crf.items():
+            sd = f" ± {100 * row['micro_f1_sd']:.1f}" if row["micro_f1_sd"] is not None else ""
+            lines.append(f"| {name} | {corpus['tags']} | {corpus['mean_length']:.0f}, {corpus['max_length']} | "
+                         f"{'flair' if crf == 'flair' else 'step by step'} | {row['tokens_per_second']:,} | "
+                         f"{row['ratio_to_cantemist']:.2f} | {row['test_seconds']:.1f} | {100 * row['micro_f1_mean']:.1f}"
+                         f"{sd} ({len(measured['runs'][name][crf])}) |")
+    quick = measured["quick_chars_on_long_lines"]
+    profiled = measured.get("profile", {})
+    if profiled:
+        lines += ["", "Where the time goes (torch's profiler, one epoch of 20 lines of UD GSD with 20 sentences a "
+                      "line, then scoring 20; the operators that took the most self time): " + "; ".join(
+                          f"{'flair' if crf == 'flair' else 'step by step'}, {stage} {share['seconds']} s: "
+                          + ", ".join(f"{op.replace('autograd::engine::evaluate_function: ', '')} {pct}%"
+                                      for op, pct in list(share["top"].items())[:3])
+                          for crf, stages in profiled.items() for stage, share in stages.items()) + "."]
+    return ("\n".join(lines) + f"\n\nThe quick profile's `chars` run (its settings, the step-by-step CRF) on "
+            f"{quick['corpus']} ({quick['train_sentences']:,} training lines of {quick['mean_length']:.0f} tokens on "
+            f"average, at most {quick['max_length']}; {quick['test_sentences']:,} test lines), start to end: "
+            f"{quick['wall_seconds'] / 60:.1f} minutes. `chars` embeddings, the tensor trainer, "
+            f"{measured['settings']['max_epochs']} epoch(s) per run, on {results.machine_name(measured)}"
+            + (f", {measured['conditions']}" if measured.get("conditions") else "")
+            + "; from `benchmarks/results/crf_cpu.json`.\n")
 
 
 BLOCKS: dict[str, Callable[[Sources], str]] = {
@@ -339,6 +391,8 @@ BLOCKS: dict[str, Callable[[Sources], str]] = {
     "paper-cost": paper_cost_block,
     "embedding-cache": cache_block,
     "cluster-cost": cluster_block,
+    "lm-speed": lm_speed_block,
+    "crf": crf_block,
 }
 
 

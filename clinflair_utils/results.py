@@ -6,7 +6,6 @@ can add runs -- another seed, a GPU, a new dataset -- and rebuild the tables.
 
 from __future__ import annotations
 
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -14,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from .ner import RunRecord
 from .profiles import grid
+from .records import RunRecord, corpora_summary, lm_records, read_bpc, run_record_files
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -36,9 +35,7 @@ def load_records(records_dir: Path | str) -> pd.DataFrame:
     """One row per run record (:class:`clinflair_utils.ner.RunRecord`) under ``records_dir``; the
     language-model and corpus records beside them are not runs and are left out."""
     rows = []
-    for path in sorted(Path(records_dir).rglob("*.json")):
-        if path.parent.name in ("lm", "corpora"):
-            continue
+    for path in run_record_files(records_dir):
         record = RunRecord.load(path)
         rows.append({
             "dataset": record.dataset, "embeddings": record.embeddings, "seed": record.seed,
@@ -55,8 +52,7 @@ def load_records(records_dir: Path | str) -> pd.DataFrame:
 
 def provenance(records: pd.DataFrame, records_dir: Path | str) -> str:
     """Whether the runs with language models used the models the pre-training records describe."""
-    lm_records = [json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))]
-    known = {lm["embedding_key"] for lm in lm_records if lm.get("embedding_key")}
+    known = {lm["embedding_key"] for lm in lm_records(records_dir).values() if lm.get("embedding_key")}
     with_models = records[records["model_keys"].map(len) > 0]
     if with_models.empty or not known:
         return ""
@@ -82,10 +78,17 @@ def summary_table(records: pd.DataFrame, metric: str = "micro_f1") -> pd.DataFra
     return table.reindex(columns=_ordered(records["embeddings"].unique()), level=1)
 
 
-def paper_table(records: pd.DataFrame, metric: str = "micro_f1"):
-    """The paper-style table: 'mean ± std (n)' in F1 points, the best configuration per dataset in bold."""
+def score_cells(records: pd.DataFrame, decimals: int = 2, metric: str = "micro_f1",
+                datasets: list[str] | None = None, embeddings: list[str] | None = None,
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """'mean ± sd (n)' in F1 points per dataset (rows) and embeddings (columns; "–" where none ran),
+    and where each row's best mean is: the paper-style table, for the book and the README alike."""
     summary = summary_table(records, metric)
     means, stds, counts = summary["mean"], summary["std"], summary["count"]
+    if embeddings is not None:
+        means = means[[e for e in embeddings if e in means.columns]]
+    if datasets is not None:
+        means = means.loc[[d for d in datasets if d in means.index]]
     text = means.copy().astype(object)
     for dataset in means.index:
         for embedding in means.columns:
@@ -94,20 +97,29 @@ def paper_table(records: pd.DataFrame, metric: str = "micro_f1"):
                 text.loc[dataset, embedding] = "–"
                 continue
             std = stds.loc[dataset, embedding]
-            spread = f" ± {100 * std:.2f}" if not pd.isna(std) else ""
-            text.loc[dataset, embedding] = f"{100 * mean:.2f}{spread} ({int(counts.loc[dataset, embedding])})"
-    best = means.eq(means.max(axis=1), axis=0)
+            spread = f" ± {100 * std:.{decimals}f}" if not pd.isna(std) else ""
+            text.loc[dataset, embedding] = f"{100 * mean:.{decimals}f}{spread} ({int(counts.loc[dataset, embedding])})"
+    return text, means.eq(means.max(axis=1), axis=0)
+
+
+def paper_table(records: pd.DataFrame, metric: str = "micro_f1"):
+    """The paper-style table: 'mean ± std (n)' in F1 points, the best configuration per dataset in bold."""
+    text, best = score_cells(records, 2, metric)
     return text.style.apply(lambda _: best.map(lambda b: "font-weight: bold" if b else "").values, axis=None)
+
+
+ALPHA = 0.05  # a verdict's level, for the family of comparisons it makes together
+BASELINES = ("general", "control")  # what the paper's question compares `clinical` with
 
 
 def paired_difference(records: pd.DataFrame, better: str, baseline: str, metric: str = "micro_f1",
                       confidence: float = 0.95) -> pd.DataFrame:
-    """Per dataset: mean of ``better`` minus ``baseline`` over seeds run with both, with a t interval.
+    """Per dataset: mean of ``better`` minus ``baseline`` over seeds run with both, with a t interval
+    and the two-sided paired t-test's p-value, none of them corrected for other comparisons.
 
     Seeds pair the runs (same seed, same training sentences). ``seed_spread_sd`` is the seed-to-seed
-    standard deviation within a configuration (the two configurations' variances pooled). The verdict
-    is "better" (or "worse") only when the interval excludes zero *and* the difference exceeds that
-    spread; with one seed there is neither, hence no verdict.
+    standard deviation within a configuration (the two configurations' variances pooled). With one
+    seed there is neither an interval nor a p-value. The verdicts are :func:`comparisons`'.
     """
     pivot = records.pivot_table(index=["dataset", "seed"], columns="embeddings", values=metric)
     rows = {}
@@ -120,68 +132,100 @@ def paired_difference(records: pd.DataFrame, better: str, baseline: str, metric:
             continue
         differences = paired[better] - paired[baseline]
         mean = differences.mean()
+        low = high = spread = p_value = float("nan")
         if n > 1:
-            half = stats.t.ppf(0.5 + confidence / 2, n - 1) * differences.std(ddof=1) / math.sqrt(n)
+            error = differences.std(ddof=1) / math.sqrt(n)
+            half = stats.t.ppf(0.5 + confidence / 2, n - 1) * error
             low, high = mean - half, mean + half
             spread = math.sqrt((paired[better].var(ddof=1) + paired[baseline].var(ddof=1)) / 2)
-        else:
-            low = high = spread = float("nan")
+            if error > 0:
+                p_value = 2 * stats.t.sf(abs(mean) / error, n - 1)
+            elif mean != 0:
+                p_value = 0.0  # every seed moved by the same amount
         rows[dataset] = {better: 100 * paired[better].mean(), baseline: 100 * paired[baseline].mean(),
                          "difference": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high, "seeds": n,
-                         "seed_spread_sd": 100 * spread, "verdict": _verdict(mean, low, high, spread, n)}
+                         "seed_spread_sd": 100 * spread, "p_value": p_value}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _verdict(mean: float, low: float, high: float, spread: float, n: int) -> str:
+def holm(p_values: pd.Series) -> pd.Series:
+    """Holm's step-down adjusted p-values of a family (missing ones stay missing): the k-th smallest
+    of m is multiplied by m - k + 1, and an adjusted value is never below a smaller p's."""
+    ordered = p_values.dropna().sort_values()
+    factors = len(ordered) - pd.Series(range(len(ordered)), index=ordered.index)
+    adjusted = (ordered * factors).cummax().clip(upper=1.0)
+    return adjusted.reindex(p_values.index)
+
+
+def comparisons(records: pd.DataFrame, candidate: str = "clinical", baselines: tuple[str, ...] = BASELINES,
+                metric: str = "micro_f1", alpha: float = ALPHA) -> pd.DataFrame:
+    """The verdict's family: ``candidate`` against every baseline on every dataset with runs of both
+    (rows: baseline, dataset), :func:`paired_difference`'s columns, ``p_holm`` (Holm's correction
+    over the comparisons with two seeds or more) and the verdict.
+
+    "better" (or "worse") only where the Holm-adjusted p-value is below ``alpha`` -- the difference's
+    interval excludes zero after the correction -- *and* the difference exceeds the seed-to-seed
+    spread; with one seed, no verdict.
+    """
+    tables = {b: paired_difference(records, candidate, b, metric) for b in baselines
+              if {candidate, b} <= set(records["embeddings"])}
+    tables = {b: t.drop(columns=[candidate, b]) for b, t in tables.items() if not t.empty}
+    if not tables:
+        return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds", "seed_spread_sd", "p_value",
+                                     "p_holm", "verdict"])
+    family = pd.concat(tables, names=["baseline", "dataset"])
+    family["p_holm"] = holm(family["p_value"].where(family["seeds"] > 1))
+    family["verdict"] = [_verdict(row.difference, row.p_holm, row.seed_spread_sd, row.seeds, alpha)
+                         for row in family.itertuples()]
+    return family
+
+
+def _verdict(mean: float, p_holm: float, spread: float, n: int, alpha: float) -> str:
     if n < 2:
         return "one seed: no verdict"
-    if low > 0 and mean > spread:
-        return "better"
-    if high < 0 and -mean > spread:
-        return "worse"
+    if p_holm < alpha and abs(mean) > spread:
+        return "better" if mean > 0 else "worse"
     return "no clear difference"
 
 
-def answer(records: pd.DataFrame, candidate: str = "clinical",
-           baselines: tuple[str, ...] = ("general", "control")) -> str:
-    """The paper's question answered from the records, per dataset, as Markdown."""
-    comparisons = {b: paired_difference(records, candidate, b) for b in baselines
-                   if {candidate, b} <= set(records["embeddings"])}
-    comparisons = {b: table for b, table in comparisons.items() if not table.empty}  # no dataset has both yet
-    if not comparisons:
+def family_note(family: pd.DataFrame, alpha: float = ALPHA, intervals: bool = True) -> str:
+    """How the verdicts were corrected, for the text beside them (``intervals``: and what the
+    intervals shown beside them are)."""
+    judged = int((family["seeds"] > 1).sum()) if len(family) else 0
+    if not judged:
+        return ""
+    note = (f"A difference counts only where its Holm-adjusted p-value (paired t-test, corrected over the "
+            f"{judged} comparison{'s' if judged != 1 else ''} the verdict makes) is below {alpha} and it exceeds "
+            "the seed-to-seed standard deviation")
+    return note + ("; the intervals shown are the uncorrected 95 % t intervals." if intervals else ".")
+
+
+def answer(records: pd.DataFrame, candidate: str = "clinical", baselines: tuple[str, ...] = BASELINES) -> str:
+    """Each dataset's comparisons from :func:`comparisons`, as Markdown lines (the counts are
+    :func:`verdict_text`'s)."""
+    family = comparisons(records, candidate, baselines)
+    if family.empty:
         return f"No dataset has runs of both `{candidate}` and {', '.join(f'`{b}`' for b in baselines)} yet."
+    scores = summary_table(records)["mean"] * 100
     lines = []
-    for dataset in sorted(set().union(*(c.index for c in comparisons.values()))):
+    for dataset in sorted(family.index.get_level_values("dataset").unique()):
         parts = []
-        for baseline, table in comparisons.items():
-            if dataset not in table.index:
-                continue
-            row = table.loc[dataset]
-            interval = (f", 95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], seed spread "
-                        f"{row['seed_spread_sd']:.2f}" if row["seeds"] > 1 else "")
-            parts.append(f"vs `{baseline}` {row[baseline]:.2f}: {row['difference']:+.2f}{interval} "
+        for baseline in (b for b in baselines if (b, dataset) in family.index):
+            row = family.loc[(baseline, dataset)]
+            detail = (f", 95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], Holm-adjusted p "
+                      f"{row['p_holm']:.3f}, seed spread {row['seed_spread_sd']:.2f}" if row["seeds"] > 1 else "")
+            parts.append(f"vs `{baseline}` {scores.loc[dataset, baseline]:.2f}: {row['difference']:+.2f}{detail} "
                          f"→ **{row['verdict']}**")
-        first = next(t for t in comparisons.values() if dataset in t.index)
-        lines.append(f"- **{dataset}** (`{candidate}` {first.loc[dataset, candidate]:.2f}, "
-                     f"{seed_count(first.loc[dataset, 'seeds'])}): " + "; ".join(parts))
-    totals = []
-    for baseline, table in comparisons.items():
-        wins = int((table["verdict"] == "better").sum())
-        losses = int((table["verdict"] == "worse").sum())
-        judged = int((table["seeds"] > 1).sum())  # one seed gives no verdict either way
-        if judged:
-            total = (f"beats `{baseline}` beyond the seed spread on {wins} of {judged} dataset{'s' if judged != 1 else ''}"
-                     + (f" and is worse on {losses}" if losses else ""))
-            total += f" ({len(table) - judged} more with one seed so far)" if judged < len(table) else ""
-        else:
-            total = f"has no verdict against `{baseline}` yet (one seed on {len(table)} dataset{'s' if len(table) != 1 else ''})"
-        totals.append(total)
-    return "\n".join([f"`{candidate}` " + "; it ".join(totals) + " (micro F1 points).", ""] + lines)
+        seeds = int(family.xs(dataset, level="dataset")["seeds"].max())
+        lines.append(f"- **{dataset}** (`{candidate}` {scores.loc[dataset, candidate]:.2f}, {seed_count(seeds)}): "
+                     + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical") -> str:
     """The paper's question answered in words, the paper's four corpora and CWLC apart, from
-    :func:`paired_difference`'s verdicts by baseline and dataset."""
+    :func:`comparisons`' verdicts by baseline and dataset ("clearly": beyond the seed spread and
+    Holm's correction, as :func:`family_note` says)."""
     if not verdicts:
         return f"No dataset has runs of both `{candidate}` and a baseline yet: no answer yet."
     sentences = []
@@ -199,12 +243,12 @@ def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical
             worse = [dataset_name(d) for d, v in comparable.items() if v == "worse"]
             if len(comparable) == 1:
                 [(dataset, verdict)] = comparable.items()
-                part = {"better": f"beats `{baseline}` beyond the seed spread",
-                        "worse": f"is worse than `{baseline}` beyond the seed spread"}.get(
-                    verdict, f"is not distinguishable from `{baseline}` within the seed spread")
+                part = {"better": f"beats `{baseline}` clearly",
+                        "worse": f"is clearly worse than `{baseline}`"}.get(
+                    verdict, f"is not clearly distinguishable from `{baseline}`")
                 part += f" on {dataset_name(dataset)}" if len(judged) > 1 else ""
             else:
-                part = f"beats `{baseline}` beyond the seed spread on {len(better)} of {len(comparable)}"
+                part = f"beats `{baseline}` clearly on {len(better)} of {len(comparable)}"
                 part += f" ({', '.join(better)})" if better else ""
                 part += f" and is worse on {len(worse)} ({', '.join(worse)})" if worse else ""
             pending = len(judged) - len(comparable)  # a grid in progress: not every dataset has two seeds yet
@@ -219,11 +263,43 @@ def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical
     return " ".join(sentences)
 
 
+def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
+                         baselines: tuple[str, ...] = ("general", "control", "referrals", "chars")) -> pd.DataFrame:
+    """:func:`paired_difference` of ``candidate`` against each baseline with runs, as one table
+    (rows: baseline and dataset) narrow enough for the page: the candidate's own F1 and the seed
+    counts are in the paper-style table."""
+    tables = {b: paired_difference(records, candidate, b)
+              .drop(columns=[candidate, "seeds"])
+              .rename(columns={b: "baseline", "seed_spread_sd": "seed sd", "p_value": "p (uncorrected)"})
+              for b in baselines if {candidate, b} <= set(records["embeddings"])}
+    tables = {b: t for b, t in tables.items() if not t.empty}
+    if not tables:
+        return pd.DataFrame()
+    return pd.concat(tables, names=[f"{candidate} vs", "dataset"])
+
+
+def language_model_sizes(records_dir: Path | str) -> pd.DataFrame:
+    """Training characters and updates of each language model (forward; the backward one matches)."""
+    rows = {name.removesuffix("-forward"): {"training characters": lm["train_characters"], "updates": lm["updates"]}
+            for name, lm in lm_records(records_dir).items() if name.endswith("-forward") and "train_characters" in lm}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def held_out_bpc(records_dir: Path | str) -> pd.DataFrame | None:
+    """Bits per character of each model (rows: model, direction) on each held-out text, as the
+    pre-training chapter measured them (``None`` when it did not)."""
+    table = read_bpc(records_dir)
+    return None if table is None else table.set_index(["model", "direction"])
+
+
 def verdicts(records: pd.DataFrame, candidate: str = "clinical",
-             baselines: tuple[str, ...] = ("general", "control")) -> dict[str, dict[str, str]]:
-    """:func:`paired_difference`'s verdict per baseline and dataset (baselines without runs left out)."""
-    tables = {b: paired_difference(records, candidate, b) for b in baselines}
-    return {b: dict(t["verdict"]) for b, t in tables.items() if not t.empty}
+             baselines: tuple[str, ...] = BASELINES) -> dict[str, dict[str, str]]:
+    """:func:`comparisons`' verdict per baseline and dataset (baselines without runs left out)."""
+    family = comparisons(records, candidate, baselines)
+    if family.empty:
+        return {}
+    return {b: dict(family.xs(b, level="baseline")["verdict"])
+            for b in baselines if b in family.index.get_level_values("baseline")}
 
 
 def grid_progress(records: pd.DataFrame, profile: dict) -> str:
@@ -292,7 +368,8 @@ def reasons(profile: dict, records: pd.DataFrame) -> str:
     seeds = sorted(records["seed"].unique()) if len(records) else profile["ner"]["seeds"]
     items.append(f"**Seeds.** The paper reports one run per configuration (seed 123); here every configuration "
                  f"has {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), and a verdict counts only differences "
-                 "larger than their spread.")
+                 "larger than their spread whose paired test survives Holm's correction for the comparisons "
+                 "made together.")
     return "\n".join(f"- {item}" for item in items)
 
 
@@ -345,12 +422,10 @@ PAPER_SETTING = {
 def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -> pd.DataFrame:
     """The paper's setting next to this profile's, from the profile and what the records say ran."""
     pre, ner = profile["pretraining"], profile["ner"]["settings"]
-    lm_records = {p.stem: json.loads(p.read_text()) for p in sorted((Path(records_dir) / "lm").glob("*.json"))}
-    clinical = lm_records.get("clinical-forward", {})
+    clinical = lm_records(records_dir).get("clinical-forward", {})
     # what the clinical corpus was built from, as its build recorded it (older runs recorded nothing)
-    corpora_record = Path(records_dir) / "corpora" / "summary.json"
-    clinical_sources = (json.loads(corpora_record.read_text())["settings"]["sources"]["clinical"]
-                        if corpora_record.is_file() else None)
+    build = corpora_summary(records_dir)
+    clinical_sources = build["settings"]["sources"]["clinical"] if build else None
     general = pre["general"]
     ours = {
         "general language models": (", ".join(pre["base_models"].values()) if pre.get("base_models") else
@@ -392,10 +467,9 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
             if metadata.get("duration") is not None:
                 rows.append({"stage": f"{chapter} chapter", "what": "executed notebook, whole",
                              "minutes": metadata["duration"] / 60})
-    for path in sorted((records_dir / "lm").glob("*.json")):
-        lm = json.loads(path.read_text())
+    for name, lm in lm_records(records_dir).items():
         if lm.get("seconds") is not None:
-            rows.append({"stage": f"language model {path.stem}",
+            rows.append({"stage": f"language model {name}",
                          "what": f"{lm['config']['max_epochs']} epochs, {lm['updates']:,} updates, "
                                  f"{lm['train_characters']:,} training characters",
                          "minutes": lm["seconds"] / 60})
@@ -409,23 +483,28 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "what", "minutes"]).round({"minutes": 1})
 
 
-def cache_benchmark_table(benchmark: dict) -> pd.DataFrame:
-    """One ``benchmarks/embedding_cache.py`` measurement as a small table."""
-    settings = benchmark["settings"]
-    return pd.DataFrame({"value": {
-        "runs": f"{benchmark['dataset']}, {benchmark['embeddings']}, seeds {benchmark['seeds']}, "
-                f"{settings['max_epochs']} epochs, {settings['max_train_sentences']} training sentences",
-        "seconds with the cache": benchmark["seconds_with_cache"],
-        "seconds without (flair's default)": benchmark["seconds_without_cache"],
-        "speed-up": f"{benchmark['speedup']:.2f}x",
-        "identical F1 for every seed": benchmark["identical_f1"],
-    }})
+def cache_benchmark_table(measurements: list[tuple[Path, dict]]) -> pd.DataFrame:
+    """``benchmarks/embedding_cache.py`` measurements, one row each: seconds with and without the
+    cache, the speed-up, and whether every seed scored the same."""
+    rows = {f"`{path.name}` ({b['dataset']}, {b['embeddings']}, seeds {', '.join(map(str, b['seeds']))})": {
+        "with cache": f"{b['seconds_with_cache']:.1f} s", "without": f"{b['seconds_without_cache']:.1f} s",
+        "speed-up": f"{b['speedup']:.2f}x", "same F1 per seed": "yes" if b["identical_f1"] else "no"}
+        for path, b in measurements}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["with cache", "without", "speed-up",
+                                                                 "same F1 per seed"])
+    table.index.name = "measurement"
+    return table
+
+
+def machine_name(measured: dict) -> str:
+    """The machine a benchmark ran on: its GPU, or the CPU and its threads."""
+    threads = measured["cpu_threads"]
+    return measured.get("gpu") or f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def paper_cost_heading(cost: dict) -> str:
     """Markdown naming the machine and models of one ``benchmarks/paper_cost.py`` measurement."""
-    machine = cost["gpu"] or f"CPU, {cost['cpu_threads']} threads"
-    return f"**{machine}** (torch {cost['versions']['torch']}): {cost['language_models']}"
+    return f"**{machine_name(cost)}** (torch {cost['versions']['torch']}): {cost['language_models']}"
 
 
 def paper_cost_table(cost: dict) -> pd.DataFrame:

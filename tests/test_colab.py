@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from clinflair_utils import colab, lm
+from clinflair_utils import colab, lm, records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,8 @@ def fake_colab(pretrained: Path, tmp_path: Path) -> dict:
     cache = tmp_path / "flair-cache" / "embeddings"
     cache.mkdir(parents=True)
     for direction in lm.DIRECTIONS:  # what flair finds in its cache before it downloads
-        shutil.copy(pretrained / "models" / f"clinical-{direction}" / lm.MODEL_FILE, cache / f"es-clinical-{direction}.pt")
-        shutil.copy(pretrained / "models" / f"general-{direction}" / lm.MODEL_FILE, cache / f"lm-es-{direction}.pt")
+        shutil.copy(pretrained / "models" / f"clinical-{direction}" / records.LM_MODEL_FILE, cache / f"es-clinical-{direction}.pt")
+        shutil.copy(pretrained / "models" / f"general-{direction}" / records.LM_MODEL_FILE, cache / f"lm-es-{direction}.pt")
     # the repository the setup cell clones: this working tree, as a git repository of its own
     repository = tmp_path / "repository"
     shutil.copytree(ROOT, repository, ignore=shutil.ignore_patterns(
@@ -58,6 +58,7 @@ def fake_colab(pretrained: Path, tmp_path: Path) -> dict:
     return {"env": env, "site": site, "content": content}
 
 
+@pytest.mark.slow
 def test_the_launched_tutorial_runs_on_colab_with_the_published_models(fake_colab: dict) -> None:
     launched = ROOT / "book" / "tutorial.ipynb"
     tags = [cell.metadata.get("tags", []) for cell in nbformat.read(launched, as_version=4).cells]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
-import os
 import threading
 import zipfile
 from dataclasses import replace
@@ -13,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clinflair_utils import corpus, data, text
+from clinflair_utils import corpus, data, records, text
 from clinflair_utils.__main__ import main
+from clinflair_utils.files import file_sha256
 from clinflair_utils.errors import DataError
 from clinflair_utils.text import Document
 
@@ -230,12 +229,12 @@ def test_a_failing_source_leaves_nothing_half_written(tmp_path: Path, monkeypatc
     out = tmp_path / "corpora"
     first = corpus.build_corpora(out, **SMALL)
     assert {c.domain for c in first.corpora} == {"general", "clinical", "control"}
-    before = (out / corpus.SUMMARY_FILE).read_text()
+    before = (out / records.CORPORA_SUMMARY_FILE).read_text()
 
     monkeypatch.setenv(data.DATA_DIR_ENV, str(_mirror_with(tmp_path, "text/clinical/iula-plus/negation_iac_3_corr.nubes.txt")))
     with pytest.raises(DataError, match="negation_iac_3_corr.nubes.txt does not match its registered sha256"):
         corpus.build_corpora(out, **SMALL)
-    assert (out / corpus.SUMMARY_FILE).read_text() == before  # the earlier build is untouched
+    assert (out / records.CORPORA_SUMMARY_FILE).read_text() == before  # the earlier build is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpora", "mirror"]  # no staging folder left
 
 
@@ -248,13 +247,14 @@ def test_control_is_general_text_of_the_clinical_size(tmp_path: Path) -> None:
         corpus.build_corpora(tmp_path / "d", sources={"general": ["cardioccc"]})
 
 
+@pytest.mark.slow
 def test_every_source_is_built_clean_from_the_mirror(tmp_path: Path, test_sentences, capsys) -> None:
     """The cpu profile's corpora from the whole mirror, through the command line (a few minutes)."""
     out = tmp_path / "corpora"
     assert main(["corpora", "--profile", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "must be 0" in printed and "cantemist-text" in printed
-    build = corpus.CorporaBuild.read(out / corpus.SUMMARY_FILE)
+    build = corpus.CorporaBuild.read(out / records.CORPORA_SUMMARY_FILE)
     assert all(share == 0 for shares in build.residual.values() for share in shares.values())
     characters = {c.domain: c.characters["train"] for c in build.corpora}
     assert characters["clinical"] >= 20_000_000 and characters["general"] >= 20_000_000
@@ -313,5 +313,5 @@ def test_many_files_are_fetched_verified_and_resumed(flaky_server, tmp_path: Pat
     requests.clear()
     files = data.dataset_files("iula-plus")  # resumes: only what is missing is downloaded
     assert sorted(r.lstrip("/") for r in requests) == sorted(names[:2])
-    assert all(data.sha256_of(files[Path(f.path).name]) == f.sha256 for f in dataset.files)
+    assert all(file_sha256(files[Path(f.path).name]) == f.sha256 for f in dataset.files)
     assert len(text.load_documents("iula-plus")) == 7

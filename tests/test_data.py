@@ -16,6 +16,7 @@ from clinflair_utils import data
 from clinflair_utils.conll import NER_NESTED
 from clinflair_utils.data import corpus_stats, fetch_file, load_corpus
 from clinflair_utils.text import load_documents
+from clinflair_utils.files import file_sha256
 from clinflair_utils.errors import DataError
 
 # Counted independently of the reader (awk over the raw files: a span starts at B-x, or at an I-x
@@ -181,7 +182,7 @@ def test_download_path_verifies_and_refuses_a_corrupted_file(http_mirror: str, t
     dev = replace(data.get_dataset("nubes").file("dev"), url=f"{http_mirror}/nubes/dev.conll")
     test = replace(data.get_dataset("nubes").file("test"), url=f"{http_mirror}/nubes/test.conll")
     got = fetch_file(dev, cache=cache)
-    assert got == cache / dev.path and data.sha256_of(got) == dev.sha256
+    assert got == cache / dev.path and file_sha256(got) == dev.sha256
     with pytest.raises(DataError, match="does not match its registered sha256 and was discarded"):
         fetch_file(test, cache=cache)
     assert not (cache / test.path).exists()  # the corrupted bytes never reach the cache

@@ -3,7 +3,6 @@ and the slurm executor against stand-ins for sbatch, srun and sacct (tests/slurm
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -43,6 +42,7 @@ def side_by_side(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProc
     return out, path, completed
 
 
+@pytest.mark.slow
 def test_processes_run_every_job_and_report_the_failed_ones_with_their_logs(side_by_side) -> None:
     out, _, completed = side_by_side
     text = completed.stdout + completed.stderr
@@ -62,6 +62,7 @@ def test_processes_run_every_job_and_report_the_failed_ones_with_their_logs(side
     assert log.is_file() and "no-such-dataset" in log.read_text()
 
 
+@pytest.mark.slow
 def test_status_shows_each_job(side_by_side) -> None:
     out, profile, _ = side_by_side
     status = subprocess.run([sys.executable, "-m", "clinflair_utils", "book", "--profile", str(profile),
@@ -73,6 +74,7 @@ def test_status_shows_each_job(side_by_side) -> None:
     assert state == "failed" and Path(log).is_file()
 
 
+@pytest.mark.slow
 def test_slurm_submits_only_what_is_missing_with_the_options_given(side_by_side, tmp_path: Path) -> None:
     out, profile, _ = side_by_side
     (out / "book" / "records" / "jobs" / "nubes__clinical__1.json").unlink()
@@ -97,22 +99,32 @@ def test_slurm_submits_only_what_is_missing_with_the_options_given(side_by_side,
 
 
 def test_a_job_submitted_by_a_driver_that_stopped_is_waited_for_not_submitted_again(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
+    marker, started, release = tmp_path / "ran", tmp_path / "started", tmp_path / "release"
+    # the job says it started, then waits for the test's word: it is still running, whatever the
+    # machine's speed, when its driver dies and the next driver looks for it
+    command = f"touch {started}; while [ ! -f {release} ]; do sleep 0.1; done; echo x >> {marker}"
     driver = f"""
 import sys
 from clinflair_utils.jobs import ExecutorSettings, Job, JobRunner
-job = Job("slow", __import__("subprocess").run, {{"args": "sleep 6; echo x >> {marker}", "shell": True}})
+job = Job("slow", __import__("subprocess").run, {{"args": {command!r}, "shell": True}})
 JobRunner(ExecutorSettings(kind="processes"), sys.argv[1]).run([job])
 """
     first = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / "jobs")])
-    deadline = time.time() + 60
-    while not (tmp_path / "jobs" / "slow.json").is_file() and time.time() < deadline:
-        time.sleep(0.2)
+    deadline = time.time() + 120
+    while not (started.is_file() and (tmp_path / "jobs" / "slow.json").is_file()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert started.is_file(), "the job never started"
     first.send_signal(signal.SIGKILL)  # the driver dies; its job goes on
     first.wait()
     messages = []
+
+    def log(message: str) -> None:
+        messages.append(message)
+        if "submitted earlier" in message:  # the new driver found the running job: let it finish
+            release.touch()
+
     job = Job("slow", subprocess.run, {"args": f"echo x >> {marker}", "shell": True})
-    [outcome] = JobRunner(ExecutorSettings(kind="processes", poll_s=0.5), tmp_path / "jobs", messages.append).run([job])
+    [outcome] = JobRunner(ExecutorSettings(kind="processes", poll_s=0.5), tmp_path / "jobs", log).run([job])
     assert outcome.state == "done", outcome
     assert any("submitted earlier" in m for m in messages) and not any(": submitted (" in m for m in messages)
     assert marker.read_text() == "x\n"  # the job ran once

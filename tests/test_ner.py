@@ -13,6 +13,7 @@ from pathlib import Path
 
 import flair
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from flair.data import Sentence
@@ -21,7 +22,7 @@ from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 
 from clinflair_utils import embeddings as emb
-from clinflair_utils import lm, ner
+from clinflair_utils import lm, ner, records
 from clinflair_utils.data import load_corpus
 from clinflair_utils.errors import ClinflairError
 
@@ -41,11 +42,11 @@ def test_spec_resolution(models: Path, tmp_path: Path, monkeypatch) -> None:
     assert isinstance(chars, CharacterEmbeddings)
     forward, backward = emb.resolve_embeddings("clinical", models).embeddings
     assert forward.is_forward_lm and not backward.is_forward_lm
-    assert forward.name.endswith(str(models / "clinical-forward" / lm.MODEL_FILE))
-    path = models / "general-forward" / lm.MODEL_FILE
+    assert forward.name.endswith(str(models / "clinical-forward" / records.LM_MODEL_FILE))
+    path = models / "general-forward" / records.LM_MODEL_FILE
     [single] = emb.resolve_embeddings(str(path)).embeddings
     assert single.name.endswith(str(path))
-    pair = emb.resolve_embeddings(f"{path},{models / 'general-backward' / lm.MODEL_FILE}").embeddings
+    pair = emb.resolve_embeddings(f"{path},{models / 'general-backward' / records.LM_MODEL_FILE}").embeddings
     assert [e.is_forward_lm for e in pair] == [True, False]
     with pytest.raises(ClinflairError, match="unknown embeddings 'bert'"):
         emb.resolve_embeddings("bert")
@@ -63,8 +64,8 @@ def test_published_pairs_load_through_flairs_own_cache(models: Path, tmp_path: P
     monkeypatch.setattr(flair, "cache_root", tmp_path)
     (tmp_path / "embeddings").mkdir()
     for direction in lm.DIRECTIONS:
-        shutil.copy(models / f"clinical-{direction}" / lm.MODEL_FILE, tmp_path / "embeddings" / f"es-clinical-{direction}.pt")
-        shutil.copy(models / f"general-{direction}" / lm.MODEL_FILE, tmp_path / "embeddings" / f"lm-es-{direction}.pt")
+        shutil.copy(models / f"clinical-{direction}" / records.LM_MODEL_FILE, tmp_path / "embeddings" / f"es-clinical-{direction}.pt")
+        shutil.copy(models / f"general-{direction}" / records.LM_MODEL_FILE, tmp_path / "embeddings" / f"lm-es-{direction}.pt")
     clinical = emb.resolve_embeddings("es-clinical").embeddings
     assert [e.name.split("-", 1)[1] for e in clinical] == [
         str(tmp_path / "embeddings" / f"es-clinical-{d}.pt") for d in lm.DIRECTIONS]
@@ -123,8 +124,8 @@ def cached_run(models: Path, nubes, tmp_path_factory):
 
 def test_record_schema_and_files(cached_run) -> None:
     out, record, _, _ = cached_run
-    on_disk = json.loads((out / "run" / ner.RECORD_FILE).read_text())
-    assert ner.RunRecord.load(out / "run" / ner.RECORD_FILE) == record and set(on_disk) == RECORD_KEYS
+    on_disk = json.loads((out / "run" / records.RUN_RECORD_FILE).read_text())
+    assert ner.RunRecord.load(out / "run" / records.RUN_RECORD_FILE) == record and set(on_disk) == RECORD_KEYS
     assert record.dataset == "nubes" and record.seed == 7 and record.test_sentences == 2762
     assert record.train_sentences == 1500 and record.train_sentences_available == 13802 + 1840
     assert record.settings.optimizer == "adam" and record.epochs_run == 3
@@ -133,7 +134,7 @@ def test_record_schema_and_files(cached_run) -> None:
     assert sum(t["support"] for t in record.per_type.values()) == 3548  # every test entity
     assert 0.3 < record.micro_f1 <= 1  # it learned
     assert record.embedding_cache["misses"] == 2 and record.embedding_storage_mode == "cpu"
-    assert (out / "run" / ner.MODEL_FILE).is_file()
+    assert (out / "run" / records.TAGGER_FILE).is_file()
     assert not list((out / "run").glob(".*tmp*"))
 
 
@@ -158,6 +159,7 @@ def test_flair_scores_agree_with_seqeval(cached_run) -> None:
         assert per_type[label]["support"] == scores["support"]
 
 
+@pytest.mark.slow  # two full runs; the cache itself is checked by the fast tests above
 def test_cached_and_uncached_runs_score_the_same(cached_run, models: Path, nubes) -> None:
     out, record, _, _ = cached_run
     again, _, _ = ner.run_ner("nubes", "clinical", 7, ner.NerSettings(**QUICK), out / "run-hit",
@@ -179,7 +181,7 @@ def test_tokenize_keeps_offsets() -> None:
 def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
     out, _, tagger, _ = cached_run
     text = "Paciente sin fiebre ni disnea, no refiere dolor."
-    result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "run" / ner.MODEL_FILE), text],
+    result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "run" / records.TAGGER_FILE), text],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
@@ -243,7 +245,7 @@ def test_tensor_trainer_trains_as_flairs_model_trainer_does(embeddings: str, mod
     # flair writes 4 decimals; batching the character LSTM differently changes float rounding only
     assert len(losses("tensor")) == 2 and losses("tensor") == pytest.approx(losses("flair"), rel=1e-3)
     assert tensor_record.micro_f1 == pytest.approx(flair_record.micro_f1, abs=5e-3)
-    loaded = flair.models.SequenceTagger.load(str(tmp_path / "tensor" / ner.MODEL_FILE))
+    loaded = flair.models.SequenceTagger.load(str(tmp_path / "tensor" / records.TAGGER_FILE))
     text = "Paciente sin fiebre ni disnea, no refiere dolor."
     assert ner.tag_text(loaded, text) == ner.tag_text(tensor_tagger, text)
     with pytest.raises(ClinflairError, match="unknown trainer 'gpu'"):
@@ -290,25 +292,38 @@ def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_l
 
     # a fill interrupted half-way (Ctrl-C in a notebook) leaves no file that could be taken as complete
     folder = tmp_path / "interrupted"
+    paused = tmp_path / "paused"
     child = subprocess.Popen([sys.executable, "-c", (
         # Ctrl-C's handler even where the shell that started the tests ignores SIGINT (a background job)
-        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from pathlib import Path\nfrom flair.embeddings import FlairEmbeddings\n"
         "from clinflair_utils import embeddings as emb\n"
         "from clinflair_utils.data import load_corpus\n"
-        "sentences = list(load_corpus('nubes', verbose=False).train)[:4000]\n"
+        # the handshake: after its third batch the fill says so and waits for the Ctrl-C
+        "embed, batches = FlairEmbeddings.embed, []\n"
+        "def embed_then_pause(self, batch):\n"
+        "    embedded = embed(self, batch)\n"
+        "    batches.append(len(batch))\n"
+        "    if len(batch) > 1 and len(batches) - batches.count(1) == 3:  # not flair's one-sentence probes\n"
+        f"        Path({str(paused)!r}).touch()\n"
+        "        while True: time.sleep(1)\n"
+        "    return embedded\n"
+        "FlairEmbeddings.embed = embed_then_pause\n"
+        "sentences = list(load_corpus('nubes', verbose=False).train)[:400]\n"
         f"emb.cached_vectors(sentences, emb.resolve_embeddings('clinical', {str(models)!r}), {str(folder)!r}, 4)\n")],
         stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not list(folder.glob(".*.tmp*")) and child.poll() is None and time.time() < deadline:
+    while not paused.is_file() and child.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert child.poll() is None, "the fill ended before it could be interrupted"
+    assert paused.is_file() and list(folder.glob(".*.tmp*")), \
+        "the fill never reached its third batch: " + (child.communicate()[1][-2000:] if child.poll() is not None else "")
     child.send_signal(signal.SIGINT)
     assert "KeyboardInterrupt" in child.communicate(timeout=60)[1] and child.returncode != 0
     assert list(folder.iterdir()) == []
 
 
 def test_a_cut_off_or_foreign_model_file_is_refused_with_its_path(models: Path, tmp_path: Path, monkeypatch) -> None:
-    whole = (models / "clinical-forward" / lm.MODEL_FILE).read_bytes()
+    whole = (models / "clinical-forward" / records.LM_MODEL_FILE).read_bytes()
     (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ClinflairError, match=r"cut\.pt: not a readable flair language model"):
         emb.resolve_embeddings(str(tmp_path / "cut.pt"))
@@ -340,3 +355,19 @@ def test_gold_vs_predicted_shows_hits_and_misses() -> None:
     assert table["exact"].tolist() == [True, True, False, False]
     assert table["sentence"].str.contains("Paciente 0").iloc[0] and table["gold"].iloc[-1] == "HTA [ENF]; DM2 [ENF]"
     assert gold_vs_predicted(sentences[:5], limit=4)["exact"].tolist() == [True] * 4  # no misses: all hits
+
+
+def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes, tmp_path: Path) -> None:
+    from flair.data import Corpus
+    from flair.datasets import FlairDatapointDataset
+
+    small = Corpus(train=FlairDatapointDataset(list(nubes.train)[:300]), dev=FlairDatapointDataset(list(nubes.dev)[:100]),
+                   test=None, name="nubes-small", sample_missing_splits=False)  # no test split to read
+    settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, use_cache=False,
+                               length_buckets=True)
+    curve = ner.learning_curve("nubes-small", "chars", 1, settings, 3, tmp_path / "curve", corpus=small)
+    assert curve["epoch"].tolist() == [1, 2, 3] and curve["dev_micro_f1"].between(0, 1).all()
+    assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
+    # the first epoch within one point of the best
+    synthetic = pd.DataFrame({"epoch": [1, 2, 3, 4], "dev_micro_f1": [0.50, 0.70, 0.712, 0.715]})
+    assert ner.chosen_epochs(synthetic) == 3 and ner.chosen_epochs(synthetic, within=0.0) == 4

@@ -9,23 +9,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from flair.models import LanguageModel
 
-from clinflair_utils import lm
-from clinflair_utils.book import CHAPTERS, grid, is_complete, run_name
-from clinflair_utils.ner import RunRecord
-from clinflair_utils.profiles import load_profile
+from clinflair_utils import lm, records
+from clinflair_utils.book import CHAPTERS, is_complete
+from clinflair_utils.profiles import grid, load_profile
+from clinflair_utils.records import RunRecord, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_paper_profile_runs_every_stage_with_stand_in_published_models(pretrained: Path, tmp_path: Path) -> None:
     cache = tmp_path / "flair-cache" / "embeddings"
     cache.mkdir(parents=True)
     for direction in lm.DIRECTIONS:
-        shutil.copy(pretrained / "models" / f"general-{direction}" / lm.MODEL_FILE, cache / f"lm-es-{direction}.pt")
-        shutil.copy(pretrained / "models" / f"clinical-{direction}" / lm.MODEL_FILE, cache / f"es-clinical-{direction}.pt")
+        shutil.copy(pretrained / "models" / f"general-{direction}" / records.LM_MODEL_FILE, cache / f"lm-es-{direction}.pt")
+        shutil.copy(pretrained / "models" / f"clinical-{direction}" / records.LM_MODEL_FILE, cache / f"es-clinical-{direction}.pt")
     paper, quick = load_profile("paper"), load_profile("quick")
     profile = {**paper, "name": "paper-test", "device": "cpu"}  # everything else is the paper's, capped
     corpora = quick["pretraining"]["corpora"]
@@ -50,13 +52,13 @@ def test_paper_profile_runs_every_stage_with_stand_in_published_models(pretraine
         assert is_complete(out / "book" / f"{chapter}.ipynb"), chapter
     models = out / "output" / "paper-test" / "pretraining" / "models"
     for direction in lm.DIRECTIONS:
-        base = LanguageModel.load_language_model(models / f"general-{direction}" / lm.MODEL_FILE)
+        base = LanguageModel.load_language_model(models / f"general-{direction}" / records.LM_MODEL_FILE)
         for name in ("clinical", "control", "referrals"):
-            tuned = LanguageModel.load_language_model(models / f"{name}-{direction}" / lm.MODEL_FILE)
+            tuned = LanguageModel.load_language_model(models / f"{name}-{direction}" / records.LM_MODEL_FILE)
             assert tuned.dictionary.idx2item == base.dictionary.idx2item and tuned.hidden_size == base.hidden_size
-    records = {run: RunRecord.load(out / "book" / "records" / "paper-test" / f"{run_name(*run)}.json")
-               for run in grid(profile)}
-    assert len(records) == 5 and all(r.trainer == "tensor" and r.settings.optimizer == "sgd" for r in records.values())
-    keys = {run[1]: tuple(r.model_keys) for run, r in records.items()}
+    runs = {run: RunRecord.load(out / "book" / "records" / "paper-test" / f"{run_name(*run)}.json")
+            for run in grid(profile)}
+    assert len(runs) == 5 and all(r.trainer == "tensor" and r.settings.optimizer == "sgd" for r in runs.values())
+    keys = {run[1]: tuple(r.model_keys) for run, r in runs.items()}
     assert len(set(keys.values())) == 5, keys  # no two configurations share weights
-    assert all(f.endswith("-float16.npy") for r in records.values() for f in r.embedding_cache["files"])
+    assert all(f.endswith("-float16.npy") for r in runs.values() for f in r.embedding_cache["files"])

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from flair.data import Sentence
 from flair.embeddings import FlairEmbeddings
 
-from clinflair_utils import corpus, lm
+from clinflair_utils import corpus, lm, records
 from clinflair_utils.profiles import load_profile
 
 
 def test_no_written_corpus_holds_a_test_sentence(pretrained: Path) -> None:
     # independent of the cleaning's hashing: every test sentence of 8 tokens or more, as a token
     # string, searched in each corpus's token string
-    summary = corpus.CorporaBuild.read(pretrained / "corpora" / corpus.SUMMARY_FILE)
+    summary = corpus.CorporaBuild.read(pretrained / "corpora" / records.CORPORA_SUMMARY_FILE)
     assert all(share == 0 for shares in summary.residual.values() for share in shares.values())
     tests = [" ".join(corpus.word_tokens(s)) for part in corpus.ner_test_sentences().values() for s in part]
     tests = [t for t in tests if t.count(" ") >= corpus.MIN_TEST_TOKENS - 1]
@@ -52,7 +52,7 @@ def test_one_dictionary_holds_every_corpus_character_and_is_shared(pretrained: P
     assert all(dictionary.get_idx_for_item(c) != 0 for c in characters)  # 0 is <unk>
     assert dictionary.get_idx_for_item("\u263a") == 0
     for name in lm.trained_models(pretrained / "models"):
-        model = torch.load(lm.model_dir(pretrained / "models", name, "forward") / lm.MODEL_FILE, weights_only=False)
+        model = torch.load(lm.model_dir(pretrained / "models", name, "forward") / records.LM_MODEL_FILE, weights_only=False)
         assert model["dictionary"].idx2item == dictionary.idx2item
 
 
@@ -68,27 +68,43 @@ def test_models_learn_their_domain(pretrained: Path) -> None:
 
 def test_models_load_as_flair_embeddings(pretrained: Path) -> None:
     for direction in lm.DIRECTIONS:
-        path = lm.model_dir(pretrained / "models", "clinical", direction) / lm.MODEL_FILE
+        path = lm.model_dir(pretrained / "models", "clinical", direction) / records.LM_MODEL_FILE
         embeddings = FlairEmbeddings(str(path))
         sentence = Sentence("Paciente con dolor torácico .")
         embeddings.embed(sentence)
         assert sentence[2].get_embedding().shape == (64,)
         assert embeddings.is_forward_lm == (direction == "forward")
-    backward = lm.model_dir(pretrained / "models", "clinical", "backward") / lm.MODEL_FILE
+    backward = lm.model_dir(pretrained / "models", "clinical", "backward") / records.LM_MODEL_FILE
     assert lm.sample_text(backward, prefix=" dolor", characters=40).endswith("dolor")
 
 
 def test_finished_model_is_not_trained_again(pretrained: Path) -> None:
     settings = load_profile("quick")["pretraining"]
     target = lm.model_dir(pretrained / "models", "general", "forward")
-    before = (target / lm.MODEL_FILE).stat().st_mtime_ns
+    before = (target / records.LM_MODEL_FILE).stat().st_mtime_ns
     record = lm.train_language_model(pretrained / "corpora" / "general", target, lm.LMConfig(**settings["general"]))
-    assert (target / lm.MODEL_FILE).stat().st_mtime_ns == before and record["updates"] > 0
+    assert (target / records.LM_MODEL_FILE).stat().st_mtime_ns == before and record["updates"] > 0
 
 
 TRAIN_SCRIPT = """
-import sys
+import sys, time
+from pathlib import Path
+from flair.trainers.language_model_trainer import TextDataset
 from clinflair_utils import lm
+
+# the handshake: when the trainer asks for its ninth training split (the third of epoch 2: two of
+# that epoch are done, checkpointed and logged), say so and wait to be killed
+getitem, asked = TextDataset.__getitem__, []
+def getitem_or_pause(self, index=0):
+    if len(self.files) > 1:  # the training splits, not the validation or test file
+        asked.append(index)
+        if len(asked) == 9:
+            (Path(sys.argv[2]) / "paused").touch()
+            while True:
+                time.sleep(1)
+    return getitem(self, index)
+TextDataset.__getitem__ = getitem_or_pause
+
 dictionary = lm.load_dictionary(sys.argv[3])
 config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
 lm.train_language_model(sys.argv[1], sys.argv[2], config, True, dictionary)
@@ -96,7 +112,7 @@ lm.train_language_model(sys.argv[1], sys.argv[2], config, True, dictionary)
 
 
 def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path: Path) -> None:
-    # a corpus of 6 training splits so that a kill after the first checkpoint falls mid-epoch
+    # a corpus of 6 training splits; the run is killed in its second (shuffled) epoch, after 2 splits
     source = pretrained / "corpora" / "general"
     lines = [line for p in sorted((source / "train").glob("*.txt")) for line in p.read_text().splitlines()]
     corpus_dir = tmp_path / "corpus"
@@ -110,27 +126,35 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
         [sys.executable, "-c", TRAIN_SCRIPT, str(corpus_dir), str(model_dir), str(pretrained / "models" / "dictionary.pkl")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    checkpoint = model_dir / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not checkpoint.is_file() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    size = -1
-    while checkpoint.stat().st_size != size:  # let torch finish writing it
-        size = checkpoint.stat().st_size
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        deadline = time.time() + 300
+        while not (model_dir / "paused").is_file() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert (model_dir / "paused").is_file(), "the training never reached its second epoch's checkpoint"
+    finally:
+        process.kill()
+        process.wait()
     done_before = lm.training_curve(model_dir)
-    assert not lm.is_trained(model_dir) and 1 <= len(done_before) < 12  # killed mid-way
+    assert not lm.is_trained(model_dir) and done_before.groupby("epoch").size().to_dict() == {1: 6, 2: 2}
 
     config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
-    record = lm.train_language_model(corpus_dir, model_dir, config, True, lm.load_dictionary(pretrained / "models" / "dictionary.pkl"))
-    assert record["resumed_from"] is not None and record["resumed_from"]["split"] >= 1
+    dictionary = lm.load_dictionary(pretrained / "models" / "dictionary.pkl")
+    # a checkpoint is resumed only with the configuration it was made with
+    other_dir = tmp_path / "other"
+    shutil.copytree(model_dir, other_dir)
+    other = lm.train_language_model(corpus_dir, other_dir, lm.LMConfig(**{**asdict(config), "max_epochs": 1}), True,
+                                     dictionary)
+    assert other["resumed_from"] is None and lm.training_curve(other_dir)["epoch"].max() == 1
+
+    record = lm.train_language_model(corpus_dir, model_dir, config, True, dictionary)
+    assert record["resumed_from"] == {"epoch": 1, "split": 2}
     curve = lm.training_curve(model_dir)
-    # the splits finished before the kill are kept, not redone from scratch
+    # the splits finished before the kill are kept, and the interrupted epoch goes on with the 4
+    # splits it had not reached: 6 an epoch, none twice
     assert curve.iloc[: len(done_before)].equals(done_before)
-    assert curve["epoch"].max() == 2 and lm.is_trained(model_dir)
-    assert not checkpoint.exists()
+    assert curve.groupby("epoch").size().to_dict() == {1: 6, 2: 6}
+    assert lm.is_trained(model_dir)
+    assert not (model_dir / records.LM_CHECKPOINT_FILE).exists()
 
 
 def test_a_model_made_with_other_settings_is_trained_again(pretrained: Path, tmp_path: Path) -> None:
@@ -141,10 +165,10 @@ def test_a_model_made_with_other_settings_is_trained_again(pretrained: Path, tmp
     base, tuned = tmp_path / "base", tmp_path / "tuned"
     first = lm.train_language_model(corpus, base, lm.LMConfig(**tiny), True, dictionary)
     assert lm.train_language_model(corpus, base, lm.LMConfig(**tiny), True, dictionary) == first
-    tuned_first = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / lm.MODEL_FILE)
-    tuned_before = (tuned / lm.MODEL_FILE).read_bytes()
+    tuned_first = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / records.LM_MODEL_FILE)
+    tuned_before = (tuned / records.LM_MODEL_FILE).read_bytes()
     other = lm.train_language_model(corpus, base, lm.LMConfig(**{**tiny, "learning_rate": 5.0}), True, dictionary)
     assert other["config"]["learning_rate"] == 5.0 and other != first
     # its starting model changed: the fine-tuned model is made again from the new one
-    again = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / lm.MODEL_FILE)
-    assert again["init_sha256"] != tuned_first["init_sha256"] and (tuned / lm.MODEL_FILE).read_bytes() != tuned_before
+    again = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / records.LM_MODEL_FILE)
+    assert again["init_sha256"] != tuned_first["init_sha256"] and (tuned / records.LM_MODEL_FILE).read_bytes() != tuned_before

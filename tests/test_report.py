@@ -55,12 +55,15 @@ def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy
     readme = (book_copy / "README.md").read_text()
     # NUBes: clinical 61.0 (sd 1.0) beats general 51.0 by +10.0 in every seed; CWLC: -1.0 each seed
     assert "| NUBes | 51.0 ± 1.0 (3) | **61.0 ± 1.0 (3)** |" in readme
-    assert "| NUBes | **+10.0 [+7.5, +12.5]** | 3 |" in readme
-    # CWLC: -1.0 in every seed, no more than the seed-to-seed spread (1.0): not a verdict
-    assert "| CWLC | -1.0 [-1.0, -1.0] | 3 |" in readme
+    # beside each uncorrected interval, the Holm-adjusted p-value over the two comparisons
+    assert "| NUBes | **+10.0 [+7.5, +12.5]** | 0.003 | 3 |" in readme
+    # CWLC: -1.0 in every seed (p 0 after the correction too), no more than the seed-to-seed spread (1.0):
+    # not a verdict
+    assert "| CWLC | -1.0 [-1.0, -1.0] | 0.000 | 3 |" in readme
+    assert "corrected over the 2 comparisons the verdict makes" in readme
     assert "12 of 75 runs are done" in readme and "seed 1: 4 of 25" in readme
-    assert ("On NUBes (so far, of the paper's four corpora), `clinical` beats `general` beyond the seed spread. On CWLC, "
-            "`clinical` is not distinguishable from `general` within the seed spread.") in readme
+    assert ("On NUBes (so far, of the paper's four corpora), `clinical` beats `general` clearly. On CWLC, "
+            "`clinical` is not clearly distinguishable from `general`.") in readme
     assert report.write_documents(book_copy, check=True) == []
     edited = readme.replace("+10.0 [+7.5", "+11.0 [+7.5")
     (book_copy / "README.md").write_text(edited)
@@ -78,11 +81,13 @@ def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
 
 def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Path) -> None:
     readme = book_copy / "README.md"
-    for measured in ("optimizer_cpu.json", "memory_cpu.json"):
+    for measured in ("optimizer_cpu.json", "memory_cpu.json", "lm_speed_cpu.json", "crf_cpu.json"):
         (book_copy / "benchmarks" / "results" / measured).unlink(missing_ok=True)
     report.write_documents(book_copy)
     assert "Not measured yet: `python benchmarks/optimizer.py" in readme.read_text()
     assert "Not measured yet: `python benchmarks/memory.py" in readme.read_text()
+    assert "Not measured yet: `python benchmarks/lm_speed.py" in readme.read_text()
+    assert "Not measured yet: `python benchmarks/crf.py" in readme.read_text()
     runs = {"sgd": [{"seed": s, "learning_rate": 0.1, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.60), (2, 0.62))],
             "adam": [{"seed": s, "learning_rate": 0.003, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.75), (2, 0.77))]}
     (book_copy / "benchmarks" / "results" / "optimizer_cpu.json").write_text(json.dumps({

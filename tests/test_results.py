@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from clinflair_utils import results
-from clinflair_utils.book import grid, run_name
+from clinflair_utils.profiles import grid
+from clinflair_utils.records import run_name
 from clinflair_utils.ner import RunRecord, settings_for
 from clinflair_utils.profiles import load_profile
 
@@ -32,33 +33,53 @@ def test_paired_difference_interval_and_verdicts() -> None:
         ("d", "clinical"): [0.50], ("d", "general"): [0.40],                            # one seed
     })
     table = results.paired_difference(records, "clinical", "general")
+    family = results.comparisons(records, "clinical", ("general",)).xs("general", level="baseline")
     differences = pd.Series([0.10, 0.10, 0.11]) * 100
     half = stats.t.ppf(0.975, 2) * differences.std(ddof=1) / 3 ** 0.5
     assert table.loc["a", "difference"] == pytest.approx(differences.mean())
     assert table.loc["a", "ci_low"] == pytest.approx(differences.mean() - half)
     assert table.loc["a", "seed_spread_sd"] == pytest.approx(
         100 * ((pd.Series([0.60, 0.62, 0.61]).var() + pd.Series([0.50, 0.52, 0.50]).var()) / 2) ** 0.5)
-    assert table["verdict"].to_dict() == {"a": "better", "b": "no clear difference", "c": "worse",
-                                          "d": "one seed: no verdict"}
+    assert table.loc["a", "p_value"] == pytest.approx(stats.ttest_rel([0.60, 0.62, 0.61], [0.50, 0.52, 0.50]).pvalue)
+    assert family["verdict"].to_dict() == {"a": "better", "b": "no clear difference", "c": "worse",
+                                           "d": "one seed: no verdict"}
+    # Holm over the three comparisons with seeds to compare: the smallest p-value times 3
+    assert family.loc["a", "p_holm"] == pytest.approx(3 * family["p_value"].min())
+    assert pd.isna(family.loc["d", "p_holm"])
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order() -> None:
+    adjusted = results.holm(pd.Series({"w": 0.01, "x": 0.04, "y": 0.03, "z": 0.005, "one seed": float("nan")}))
+    # sorted: z 0.005 x 4, w 0.01 x 3, y 0.03 x 2 = 0.06, x 0.04 x 1 raised to 0.06 (never below a smaller p's)
+    assert adjusted.drop("one seed").to_dict() == pytest.approx({"z": 0.02, "w": 0.03, "y": 0.06, "x": 0.06})
+    assert pd.isna(adjusted["one seed"])
 
 
 def test_a_difference_inside_the_seed_spread_is_not_a_win() -> None:
     # every seed gains 1 point (interval excludes zero) but seeds scatter by 10 points
     records = frame({("a", "clinical"): [0.41, 0.51, 0.61], ("a", "general"): [0.40, 0.50, 0.60]})
-    row = results.paired_difference(records, "clinical", "general").loc["a"]
-    assert row["ci_low"] > 0 and row["seed_spread_sd"] > row["difference"]
+    row = results.comparisons(records, "clinical", ("general",)).loc[("general", "a")]
+    assert row["ci_low"] > 0 and row["p_holm"] < 0.05 and row["seed_spread_sd"] > row["difference"]
     assert row["verdict"] == "no clear difference"
 
 
-def test_answer_states_each_dataset_and_the_count() -> None:
+def test_answer_states_each_dataset_and_the_verdict_counts_after_holms_correction() -> None:
     records = frame({
         ("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50], ("a", "control"): [0.59, 0.62, 0.60],
         ("b", "clinical"): [0.50, 0.58, 0.46], ("b", "general"): [0.49, 0.52, 0.50], ("b", "control"): [0.30, 0.31, 0.30],
     })
+    family = results.comparisons(records)
+    # b vs control: +21 points, uncorrected p 0.023, but the fourth comparison of the family: Holm
+    # multiplies it by 3 and the verdict does not count it
+    row = family.loc[("control", "b")]
+    assert row["ci_low"] > 0 and row["p_value"] < 0.05 and row["p_holm"] > 0.05
+    assert row["verdict"] == "no clear difference"
     text = results.answer(records)
-    assert text.startswith("`clinical` beats `general` beyond the seed spread on 1 of 2 datasets; "
-                           "it beats `control` beyond the seed spread on 1 of 2 datasets")
-    assert "- **a**" in text and "- **b**" in text and text.count("**better**") == 2
+    assert "- **a**" in text and "- **b**" in text and text.count("**better**") == 1
+    assert "Holm-adjusted p" in text
+    assert results.verdicts(records) == {"general": {"a": "better", "b": "no clear difference"},
+                                         "control": {"a": "no clear difference", "b": "no clear difference"}}
+    assert "corrected over the 4 comparisons the verdict makes" in results.family_note(family)
     assert results.answer(frame({("a", "chars"): [0.1]})) == \
         "No dataset has runs of both `clinical` and `general`, `control` yet."
     # both configurations have runs, but on different datasets (a grid in progress)
@@ -67,20 +88,19 @@ def test_answer_states_each_dataset_and_the_count() -> None:
     # a grid in progress: a dataset with one seed is counted apart, not as a dataset without a win
     partial = frame({("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50],
                      ("b", "clinical"): [0.5], ("b", "general"): [0.4]})
-    assert results.answer(partial, baselines=("general",)).startswith(
-        "`clinical` beats `general` beyond the seed spread on 1 of 1 dataset (1 more with one seed so far)")
-    assert results.answer(frame({("b", "clinical"): [0.5], ("b", "general"): [0.4]}), baselines=("general",)).startswith(
-        "`clinical` has no verdict against `general` yet (one seed on 1 dataset)")
+    assert results.verdicts(partial, baselines=("general",)) == {"general": {"a": "better", "b": "one seed: no verdict"}}
+    assert results.family_note(results.comparisons(partial, baselines=("general",))).startswith(
+        "A difference counts only where its Holm-adjusted p-value (paired t-test, corrected over the 1 comparison ")
 
 
 def test_a_verdict_on_part_of_a_group_names_its_dataset_and_the_rest_still_at_one_seed() -> None:
     text = results.verdict_text({"general": {"cantemist": "no clear difference", "nubes": "one seed: no verdict",
                                              "pharmaconer": "one seed: no verdict", "ct-ebm-sp": "one seed: no verdict"}})
-    assert text == ("On the paper's four corpora, `clinical` is not distinguishable from `general` within the seed "
-                    "spread on CANTEMIST (3 more with one seed so far).")
+    assert text == ("On the paper's four corpora, `clinical` is not clearly distinguishable from `general` "
+                    "on CANTEMIST (3 more with one seed so far).")
     text = results.verdict_text({"general": {"cantemist": "better", "nubes": "worse", "pharmaconer": "one seed: no verdict"}})
     assert text == ("On CANTEMIST, PharmaCoNER, NUBes (so far, of the paper's four corpora), `clinical` beats "
-                    "`general` beyond the seed spread on 1 of 2 (CANTEMIST) and is worse on 1 (NUBes) "
+                    "`general` clearly on 1 of 2 (CANTEMIST) and is worse on 1 (NUBes) "
                     "(1 more with one seed so far).")
 
 

@@ -1,0 +1,291 @@
+"""The book's file layout and its records: every path and file name, and every record read or written.
+
+The bottom of the package: it imports none of the other stages, and nothing else spells a file name.
+
+A profile's book keeps, under ``book/records/<profile>/``: one JSON record per NER run
+(``<dataset>__<embeddings>__<seed>.json``, :class:`clinflair_utils.ner.RunRecord`), each language
+model's training record (``lm/<name>-<direction>.json``), the models' bits per character on held-out
+text (``lm/bpc.json``) and the pre-training corpora's build (``corpora/summary.json``). The work of a
+run goes to ``output/<profile>/`` (models, caches, per-run notebooks and taggers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ClinflairError
+from .files import copy_file, write_json
+
+# a character language model's folder: flair's LanguageModelTrainer saves the best model as
+# best-lm.pt; training.json marks it finished (its record)
+LM_MODEL_FILE = "best-lm.pt"
+LM_DONE_FILE = "training.json"
+# what flair's LanguageModelTrainer writes while it trains: a checkpoint after every split, one at the
+# start of every epoch after the first, and the log of validation losses
+LM_CHECKPOINT_FILE = "checkpoint.pt"
+LM_EPOCH_CHECKPOINTS = "epoch_*.pt"
+LM_LOSS_FILE = "loss.txt"
+LM_STARTED_FILE = "started.json"  # the configuration a training run started with, so a resume can check it
+DICTIONARY_FILE = "dictionary.pkl"  # the character dictionary every local model of a profile shares
+BPC_FILE = "bpc.json"  # every model's bits per character on each held-out text
+CORPORA_SUMMARY_FILE = "summary.json"  # what a corpora build read, dropped and wrote
+# a NER run's folder: flair saves the tagger after its last epoch as final-model.pt (and, when it
+# keeps the best epoch's, best-model.pt); loss.tsv is the training log, a line an epoch
+TAGGER_FILE = "final-model.pt"
+TAGGER_BEST_FILE = "best-model.pt"
+TAGGER_LOSS_FILE = "loss.tsv"
+RUN_RECORD_FILE = "record.json"
+RUN_NOTEBOOK_FILE = "run.ipynb"  # the executed NER template of a book's run
+DIRECTIONS = ("forward", "backward")
+
+
+def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:
+    """Where a local language model lives: ``models_dir/<name>-<direction>/``."""
+    return Path(models_dir) / f"{name}-{direction}"
+
+
+def model_file(models_dir: Path | str, name: str, direction: str) -> Path:
+    """A local language model's file: ``models_dir/<name>-<direction>/best-lm.pt``."""
+    return model_dir(models_dir, name, direction) / LM_MODEL_FILE
+
+
+def run_name(dataset: str, embeddings: str, seed: int) -> str:
+    """A run's name, as its record file and output folder are named."""
+    return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
+
+
+@dataclass
+class BookPaths:
+    """Where a profile's book run reads (``source``: the repository) and writes (``root``)."""
+
+    source: Path
+    root: Path
+    profile: str
+
+    @property
+    def templates(self) -> Path:
+        return self.source / "notebooks"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.source / "benchmarks" / "results"
+
+    @property
+    def book(self) -> Path:
+        return self.root / "book"
+
+    @property
+    def records(self) -> Path:
+        return self.book / "records" / self.profile
+
+    @property
+    def kept_models(self) -> Path:
+        """Where a profile that keeps its language models with the book keeps them."""
+        return self.book / "models" / self.profile
+
+    @property
+    def work(self) -> Path:
+        return self.root / "output" / self.profile
+
+    @property
+    def pretraining(self) -> Path:
+        return self.work / "pretraining"
+
+    @property
+    def corpora(self) -> Path:
+        return self.pretraining / "corpora"
+
+    @property
+    def models(self) -> Path:
+        return self.pretraining / "models"
+
+    def run_dir(self, dataset: str, embeddings: str, seed: int) -> Path:
+        return self.work / "ner" / run_name(dataset, embeddings, seed)
+
+    def run_notebook(self, dataset: str, embeddings: str, seed: int) -> Path:
+        return self.run_dir(dataset, embeddings, seed) / RUN_NOTEBOOK_FILE
+
+    def run_record(self, dataset: str, embeddings: str, seed: int) -> Path:
+        return self.records / f"{run_name(dataset, embeddings, seed)}.json"
+
+
+# -- a NER run's settings and record
+
+@dataclass
+class NerSettings:
+    """Tagger and training hyper-parameters (defaults: the paper's)."""
+
+    hidden_size: int = 256
+    rnn_layers: int = 1
+    use_crf: bool = True
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    mini_batch_size: int = 32
+    max_epochs: int = 150
+    anneal_patience: int = 3  # flair's default: halve the rate after 3 epochs without improvement
+    train_with_dev: bool = True
+    max_train_sentences: int | None = None  # None: every train (+dev) sentence
+    use_cache: bool = True  # precompute frozen LM vectors once (see clinflair_utils.embeddings)
+    length_buckets: bool = False  # batches of sentences of similar length (LengthBucketSampler)
+    # "flair": flair's ModelTrainer; "tensor": the same tagger trained from the cached vectors in
+    # padded batches (train_from_tensors), for cached language models and character embeddings
+    trainer: str = "flair"
+    cache_precision: str = "model"  # "float16": cached language-model vectors in half precision
+
+
+@dataclass
+class RunRecord:
+    """What one run was and scored: ``record.json`` beside the run's model (:meth:`save`, :meth:`load`).
+
+    Scores are flair's span-level evaluation on the full test split; ``per_type`` holds precision,
+    recall, F1 and support per entity type.
+    """
+
+    dataset: str
+    embeddings: str
+    seed: int
+    profile: str
+    hyperparameters: dict  # the NerSettings the run was made with
+    train_sentences: int
+    train_sentences_available: int
+    test_sentences: int
+    epochs_run: int | None
+    embedding_storage_mode: str
+    embedding_cache: dict | None  # CacheReport and the seconds it took; None without cached vectors
+    versions: dict
+    device: str
+    wall_seconds: float
+    training_seconds: float
+    micro_f1: float
+    macro_f1: float
+    micro_precision: float
+    micro_recall: float
+    per_type: dict
+    # added after the first records: older records read with these defaults
+    trainer: str = "flair"  # which trainer ran: flair's ModelTrainer or train_from_tensors
+    train_tokens: int | None = None
+    gpu: str | None = None  # the GPU's name, when the run had one
+    cpu_threads: int | None = None  # torch's threads: timings on a shared CPU depend on them
+
+    @property
+    def settings(self) -> NerSettings:
+        return NerSettings(**self.hyperparameters)  # settings added since take their defaults
+
+    @property
+    def model_keys(self) -> list[str]:
+        """The language models the run used, as the keys its embedding-cache files are named by."""
+        return [Path(f).name.split("-")[0] for f in (self.embedding_cache or {}).get("files", [])]
+
+    def save(self, path: Path | str) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path | str) -> RunRecord:
+        """The record at ``path``; a file that is not a run record is refused with what it lacks."""
+        try:
+            payload = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise ClinflairError(f"{path}: not a readable run record ({error})") from error
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        if not isinstance(payload, dict) or required - set(payload) or set(payload) - names:
+            found = set(payload) if isinstance(payload, dict) else set()
+            raise ClinflairError(f"{path}: not a run record (missing {sorted(required - found)}, "
+                                 f"unknown {sorted(found - names)})")
+        return cls(**payload)
+
+
+# -- reading what a book keeps
+
+
+def run_record_files(records_dir: Path | str) -> list[Path]:
+    """Every run record under ``records_dir`` (the language-model and corpus records beside them left out)."""
+    return [path for path in sorted(Path(records_dir).rglob("*.json")) if path.parent.name not in ("lm", "corpora")]
+
+
+def lm_records(records_dir: Path | str) -> dict[str, dict]:
+    """Each language model's training record, keyed ``<name>-<direction>``."""
+    folder = Path(records_dir) / "lm"
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))
+            if path.name != BPC_FILE}
+
+
+def read_bpc(records_dir_or_models: Path | str) -> pd.DataFrame | None:
+    """Bits per character of every model on each held-out text (one row per model and direction),
+    from a book's records or a models folder; ``None`` when none was measured."""
+    folder = Path(records_dir_or_models)
+    path = folder / "lm" / BPC_FILE if (folder / "lm").is_dir() else folder / BPC_FILE
+    return pd.read_json(path, orient="split") if path.is_file() else None
+
+
+def write_bpc(table: pd.DataFrame, models_dir: Path | str) -> Path:
+    """Keep the bits-per-character table (index: model, direction) beside the models it measures."""
+    path = Path(models_dir) / BPC_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.reset_index().to_json(path, orient="split", index=False, indent=1)
+    return path
+
+
+def corpora_summary(records_dir: Path | str) -> dict | None:
+    """The pre-training corpora's build as the book keeps it (``None`` if not kept)."""
+    path = Path(records_dir) / "corpora" / CORPORA_SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_lm_done(model_folder: Path | str) -> dict:
+    """A finished language model's record (its ``training.json``)."""
+    return json.loads((Path(model_folder) / LM_DONE_FILE).read_text())
+
+
+def benchmark(benchmarks_dir: Path | str, name: str) -> dict | None:
+    """One benchmark's JSON from ``benchmarks/results`` (``None`` when it was not run)."""
+    path = Path(benchmarks_dir) / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def benchmarks(benchmarks_dir: Path | str, pattern: str) -> list[tuple[Path, dict]]:
+    """Every benchmark JSON of ``benchmarks/results`` whose name matches ``pattern``, by name."""
+    return [(path, json.loads(path.read_text())) for path in sorted(Path(benchmarks_dir).glob(pattern))]
+
+
+# -- publishing a pre-training stage's outputs with the book
+
+
+def publish_pretraining(paths: BookPaths, embedding_key) -> None:
+    """Copy what the language models' training left in ``output/`` into the book's records: each
+    finished model's record (with ``embedding_key(model file)``, which names its runs' cache
+    files), the bits-per-character table and the corpora's build summary."""
+    for done in sorted(paths.models.glob(f"*/{LM_DONE_FILE}")):
+        record = json.loads(done.read_text())
+        record["embedding_key"] = embedding_key(done.parent / LM_MODEL_FILE)
+        write_json(paths.records / "lm" / f"{done.parent.name}.json", record)
+    if (paths.models / BPC_FILE).is_file():
+        copy_file(paths.models / BPC_FILE, paths.records / "lm" / BPC_FILE)
+    summary = paths.corpora / CORPORA_SUMMARY_FILE
+    if summary.is_file():
+        copy_file(summary, paths.records / "corpora" / CORPORA_SUMMARY_FILE)
+
+
+def keep_models(paths: BookPaths) -> None:
+    """Keep the finished language models with the book (``book/models/<profile>``), and put kept ones
+    back into ``output/`` where it lacks them: a clone then runs the NER grid without training the
+    models again. For profiles whose models are small enough to commit (``keep_models: true``)."""
+    for source_dir, target_dir, only_missing in ((paths.kept_models, paths.models, True),
+                                                 (paths.models, paths.kept_models, False)):
+        for done in sorted(source_dir.glob(f"*/{LM_DONE_FILE}")):
+            target = target_dir / done.parent.name
+            if (target / LM_DONE_FILE).is_file() and (
+                    only_missing or (target / LM_DONE_FILE).read_bytes() == done.read_bytes()):
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            if (done.parent / LM_LOSS_FILE).is_file():  # its training curve, for the pre-training chapter
+                copy_file(done.parent / LM_LOSS_FILE, target / LM_LOSS_FILE)
+            for name in (LM_MODEL_FILE, LM_DONE_FILE):  # the model first: the record marks a complete copy
+                copy_file(done.parent / name, target / name)
+        dictionary = source_dir / DICTIONARY_FILE
+        if dictionary.is_file() and (not only_missing or not (target_dir / DICTIONARY_FILE).is_file()):
+            copy_file(dictionary, target_dir / DICTIONARY_FILE)
