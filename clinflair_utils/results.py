@@ -267,10 +267,10 @@ def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
                          baselines: tuple[str, ...] = ("general", "control", "referrals", "chars")) -> pd.DataFrame:
     """:func:`paired_difference` of ``candidate`` against each baseline with runs, as one table
     (rows: baseline and dataset) narrow enough for the page: the candidate's own F1 and the seed
-    counts are in the paper-style table."""
+    counts are in the paper-style table; ``p`` is the paired t-test's, uncorrected."""
     tables = {b: paired_difference(records, candidate, b)
               .drop(columns=[candidate, "seeds"])
-              .rename(columns={b: "baseline", "seed_spread_sd": "seed sd", "p_value": "p (uncorrected)"})
+              .rename(columns={b: "baseline", "seed_spread_sd": "seed sd", "p_value": "p"})
               for b in baselines if {candidate, b} <= set(records["embeddings"])}
     tables = {b: t for b, t in tables.items() if not t.empty}
     if not tables:
