@@ -160,12 +160,17 @@ def train_language_model(
         return _train(corpus_dir, model_dir, config, forward, dictionary, init_from, seed)
 
 
+def _as_config(saved: dict) -> LMConfig:
+    """A configuration as a record saved it; settings added since the record was written take their
+    defaults."""
+    return LMConfig(**{**asdict(LMConfig()), **saved})
+
+
 def _changed_since(record: dict, corpus_dir: Path, config: LMConfig, init_from) -> str | None:
     """What differs between a finished model's record and what it would be trained with now: the
     settings, the training text, or the model it continues (None: nothing, the model is current).
     Records written before the starting model's hash was kept are not checked for it."""
-    # a record written before a setting existed holds that setting's default
-    if {**asdict(LMConfig()), **record.get("config", {})} != asdict(config):
+    if _as_config(record.get("config", {})) != config:
         return "configuration"
     if record.get("train_characters") != sum(_train_chars(corpus_dir)):
         return "training corpus"
@@ -183,7 +188,7 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
     checkpoint, state = _latest_readable_checkpoint(model_dir)
     started_with = model_dir / LM_STARTED_FILE
     if checkpoint is not None and started_with.is_file() and \
-            {**asdict(LMConfig()), **json.loads(started_with.read_text())} != asdict(config):
+            _as_config(json.loads(started_with.read_text())) != config:
         print(f"{model_dir.name}: {checkpoint.name} was made with another configuration; starting over")
         for stale in [model_dir / LM_CHECKPOINT_FILE, *model_dir.glob(LM_EPOCH_CHECKPOINTS)]:
             stale.unlink(missing_ok=True)
