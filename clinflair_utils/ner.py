@@ -32,9 +32,12 @@ from .corpus import TOKEN  # tagged text is tokenized the way the corpora are
 from .data import load_corpus
 from .embeddings import attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
+from .files import atomic_path
 from .lm import quiet_flair_console
 from .crf import linear_crf
-from .records import RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
+from .records import LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
+from .resume import (CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, random_states,
+                     restore_loss_log, restore_random_states, trainable_state)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -136,7 +139,8 @@ class TokenFeatures:
 
 def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], features: TokenFeatures,
                        settings: NerSettings, output_dir: Path,
-                       after_epoch: Callable[[SequenceTagger, int, float], None] | None = None) -> int:
+                       after_epoch: Callable[[SequenceTagger, int, float], None] | None = None,
+                       checkpoints: EpochCheckpoints | None = None) -> int:
     """Train ``tagger`` on ``sentences`` in padded batches built by ``features``; the number of epochs run.
 
     What flair's ``ModelTrainer`` does for this tagger, without per-token objects: each batch is one
@@ -144,7 +148,8 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
     ``forward`` and loss; the same optimizer, gradient clipping, annealing on the training loss
     (factor 0.5 after ``anneal_patience`` epochs without improvement, stop below 0.0001) and
     ``loss.tsv``. The tagger stays a normal flair model. ``after_epoch(tagger, epoch, train_loss)`` is
-    called after every epoch (the tagger in eval mode; training resumes after it).
+    called after every epoch (the tagger in eval mode; training resumes after it). With
+    ``checkpoints``, the state after every epoch is saved, and a checkpoint of this run is resumed.
     """
     lengths = [len(sentence) for sentence in sentences]
     starts = [0]
@@ -155,9 +160,17 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
     optimizer = OPTIMIZERS[settings.optimizer](tagger.parameters(), lr=settings.learning_rate)
     scheduler = AnnealOnPlateau(optimizer, factor=ANNEAL_FACTOR, patience=settings.anneal_patience, mode="min")
     loss_file = output_dir / TAGGER_LOSS_FILE
-    loss_file.write_text("EPOCH\tTIMESTAMP\tLEARNING_RATE\tTRAIN_LOSS\n")
-    epochs = 0
-    for epoch in range(1, settings.max_epochs + 1):
+    resumed = checkpoints.load() if checkpoints is not None else None
+    if resumed is not None:
+        load_trainable_state(tagger, resumed.model)
+        optimizer.load_state_dict(resumed.optimizer)
+        scheduler.load_state_dict(resumed.scheduler)
+        restore_loss_log(output_dir, resumed)
+        restore_random_states(resumed.random)
+    else:
+        loss_file.write_text("EPOCH\tTIMESTAMP\tLEARNING_RATE\tTRAIN_LOSS\n")
+    epochs = resumed.epoch if resumed is not None else 0
+    for epoch in range(epochs + 1, settings.max_epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
         if learning_rate < MIN_LEARNING_RATE:
             break
@@ -192,6 +205,10 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
         if after_epoch is not None:
             tagger.eval()
             after_epoch(tagger, epoch, train_loss)
+        if checkpoints is not None:
+            checkpoints.save(TrainingState(epoch=epoch, model=trainable_state(tagger), optimizer=optimizer.state_dict(),
+                                           scheduler=scheduler.state_dict(), random=random_states(),
+                                           loss_log=loss_file.read_text()))
     tagger.eval()
     return epochs
 
@@ -292,7 +309,11 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
     """flair's BiLSTM-CRF ``SequenceTagger`` trained on the prepared run and saved into
     ``output_dir``; its CRF computed step by step (:mod:`clinflair_utils.crf`), or as flair computes
     it with ``crf="flair"`` (the same model, slower where tags are many: for measuring).
-    ``after_epoch``: see :func:`train_from_tensors` (the tensor trainer only)."""
+    ``after_epoch``: see :func:`train_from_tensors` (the tensor trainer only).
+
+    Both trainers save a checkpoint after every epoch (:mod:`clinflair_utils.resume`): called again
+    for the same run after an interruption, training goes on from the last finished epoch. An
+    interrupted training (Ctrl-C) raises ``KeyboardInterrupt`` and leaves no final model."""
     if after_epoch is not None and prepared.trainer != "tensor":
         raise ClinflairError("a callback after every epoch needs the tensor trainer")
     # no test split for the trainer: its own final test would clear the cached vectors; the run
@@ -314,12 +335,18 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
     if crf == "linear":
         linear_crf(tagger)
     output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = EpochCheckpoints(output_dir, _run_identity(prepared, seed, settings, crf))
     with quiet_flair_console():
         if prepared.trainer == "tensor":
             features = TokenFeatures(prepared.stack, prepared.train, prepared.tables)
-            train_from_tensors(tagger, prepared.train, features, settings, output_dir, after_epoch)
+            train_from_tensors(tagger, prepared.train, features, settings, output_dir, after_epoch, checkpoints)
             tagger.save(output_dir / TAGGER_FILE)
         else:
+            resumed = checkpoints.load()
+            if resumed is not None:
+                load_trainable_state(tagger, resumed.model)
+                restore_loss_log(output_dir, resumed)
+            checkpointing = CheckpointPlugin(checkpoints, resumed, output_dir, MIN_LEARNING_RATE)
             ModelTrainer(tagger, run_corpus).train(
                 output_dir,
                 learning_rate=settings.learning_rate,
@@ -336,9 +363,24 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
                 save_final_model=True,
                 create_file_logs=True,
                 use_final_model_for_eval=True,
+                min_learning_rate=MIN_LEARNING_RATE,
+                epoch=resumed.epoch if resumed is not None else 0,
+                plugins=[checkpointing],
             )
+            if not checkpointing.finished:
+                # flair answers Ctrl-C by saving its final model as if training were done
+                (output_dir / TAGGER_FILE).unlink(missing_ok=True)
+                raise KeyboardInterrupt(f"training interrupted; rerun the same run to resume from {checkpoints.path}")
+    checkpoints.clear()
     (output_dir / TAGGER_BEST_FILE).unlink(missing_ok=True)  # the final model is the run's model
     return tagger
+
+
+def _run_identity(prepared: PreparedRun, seed: int, settings: NerSettings, crf: str) -> dict:
+    """What a checkpoint must match to be resumed: the same data, embeddings, seed and settings."""
+    return {"corpus": prepared.corpus.name, "embeddings": [e.name for e in prepared.stack.embeddings],
+            "seed": seed, "settings": asdict(settings), "train_sentences": len(prepared.train),
+            "train_tokens": prepared.train_tokens, "trainer": prepared.trainer, "crf": crf}
 
 
 def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
@@ -456,17 +498,25 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
     settings = NerSettings(**{**asdict(settings), "max_epochs": epochs, "train_with_dev": False,
                               "trainer": "tensor"})
     prepared = prepare_run(on_dev, embeddings, seed, settings, models_dir, cache_dir)
-    rows = []
+    output_dir = Path(output_dir)
+    # the curve so far, kept beside the training checkpoints so that a resumed curve has every epoch
+    curve_file = output_dir / LEARNING_CURVE_FILE
+    columns = ["epoch", "train_loss", "dev_micro_f1"]
+    known = pd.read_csv(curve_file, sep="\t") if curve_file.is_file() else pd.DataFrame(columns=columns)
+    rows = {int(row.epoch): row._asdict() for row in known[columns].itertuples(index=False)}
 
     def score(tagger: SequenceTagger, epoch: int, train_loss: float) -> None:
         with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):
             result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
-                                               embedding_storage_mode="none", return_loss=False)
-        rows.append({"epoch": epoch, "train_loss": train_loss,
-                     "dev_micro_f1": result.classification_report["micro avg"]["f1-score"]})
+                                     embedding_storage_mode="none", return_loss=False)
+        rows[epoch] = {"epoch": epoch, "train_loss": train_loss,
+                       "dev_micro_f1": result.classification_report["micro avg"]["f1-score"]}
+        with atomic_path(curve_file) as temporary:
+            pd.DataFrame([rows[e] for e in sorted(rows)], columns=columns).to_csv(temporary, sep="\t", index=False)
 
-    train_tagger(prepared, seed, settings, Path(output_dir), after_epoch=score)
-    return pd.DataFrame(rows, columns=["epoch", "train_loss", "dev_micro_f1"])
+    train_tagger(prepared, seed, settings, output_dir, after_epoch=score)
+    epochs_run = _epochs_run(output_dir)  # rows beyond it are of an earlier, longer curve
+    return pd.DataFrame([rows[e] for e in sorted(rows) if e <= epochs_run], columns=columns)
 
 
 def chosen_epochs(curve: pd.DataFrame, within: float = 0.01) -> int:
@@ -475,14 +525,28 @@ def chosen_epochs(curve: pd.DataFrame, within: float = 0.01) -> int:
     return int(curve.loc[curve["dev_micro_f1"] >= best - within, "epoch"].min())
 
 
+def load_tagger(path: Path | str) -> SequenceTagger:
+    """A trained tagger from its file, its CRF computed step by step; a file that is missing, cut off
+    or not a flair sequence tagger is refused with its path and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClinflairError(f"no tagger model at {path} (a run writes {TAGGER_FILE} into its output_dir)")
+    try:
+        with quiet_flair_console():
+            model = SequenceTagger.load(str(path))
+    except Exception as error:  # torch and pickle raise many kinds for a file that is not a model
+        raise ClinflairError(f"{path}: not a readable flair sequence tagger ({type(error).__name__}: "
+                             f"{str(error)[:200]}); expected the {TAGGER_FILE} a finished run writes, "
+                             "complete (a run stopped before its end leaves none: rerun it)") from error
+    if not isinstance(model, SequenceTagger):
+        raise ClinflairError(f"{path}: a flair {type(model).__name__}, not a sequence tagger")
+    return linear_crf(model)
+
+
 def tag_text(model: SequenceTagger | Path | str, text: str) -> list[dict]:
     """Entities of raw Spanish ``text``: type, text, character offsets, confidence."""
     if not isinstance(model, SequenceTagger):
-        path = Path(model)
-        if not path.is_file():
-            raise ClinflairError(f"no tagger model at {path} (a run writes {TAGGER_FILE} into its output_dir)")
-        with quiet_flair_console():
-            model = linear_crf(SequenceTagger.load(str(path)))
+        model = load_tagger(model)
     tokens = tokenize(text)
     if not tokens:
         return []

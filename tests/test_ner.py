@@ -195,6 +195,19 @@ def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
     assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no tagger model" in missing.stderr
 
 
+def test_a_file_that_is_not_a_tagger_is_refused_with_its_path(cached_run, models: Path, tmp_path: Path) -> None:
+    out = cached_run[0]
+    whole = (out / "run" / records.TAGGER_FILE).read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole[: len(whole) // 2])
+    language_model = models / "clinical-forward" / records.LM_MODEL_FILE
+    for path in (cut, language_model):
+        result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(path), "Paciente con fiebre"],
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f"{path}: not a readable flair sequence tagger" in result.stderr
+
+
 def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None:
     import random
 

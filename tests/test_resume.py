@@ -1,0 +1,131 @@
+"""A tagger's training survives an interruption: per-epoch checkpoints, resumed to the same end."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clinflair_utils import ner, records
+from clinflair_utils.data import load_corpus
+from clinflair_utils.resume import EpochCheckpoints, TrainingState, random_states
+
+SETTINGS = dict(optimizer="sgd", learning_rate=0.1, max_epochs=3, max_train_sentences=300, hidden_size=64,
+                length_buckets=True)
+
+# the run of the test in a process of its own, which says when its first epoch's checkpoint is on
+# disk and then waits to be stopped
+CHILD = """
+import signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even under a shell that ignores it
+from clinflair_utils import ner, resume
+from clinflair_utils.data import load_corpus
+
+save = resume.EpochCheckpoints.save
+def save_then_wait(self, state):
+    save(self, state)
+    if state.epoch == 1:
+        Path(sys.argv[1]).touch()
+        while True:
+            time.sleep(0.1)
+resume.EpochCheckpoints.save = save_then_wait
+settings = ner.NerSettings(**{settings!r})
+ner.run_ner("nubes", {embeddings!r}, 5, settings, {run_dir!r}, models_dir={models!r}, cache_dir={cache!r},
+            corpus=load_corpus("nubes", verbose=False))
+"""
+
+
+@pytest.fixture(scope="module")
+def nubes():
+    return load_corpus("nubes", verbose=False)
+
+
+def _loss_rows(run_dir: Path) -> list[str]:
+    return (run_dir / records.TAGGER_LOSS_FILE).read_text().strip().splitlines()
+
+
+def _train_losses(run_dir: Path) -> list[str]:
+    rows = _loss_rows(run_dir)
+    column = rows[0].split("\t").index("TRAIN_LOSS")
+    return [row.split("\t")[column] for row in rows[1:]]
+
+
+@pytest.mark.parametrize("trainer, embeddings, stop", [("tensor", "clinical", signal.SIGKILL),
+                                                       ("flair", "chars", signal.SIGINT)])
+def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(
+        trainer: str, embeddings: str, stop: int, pretrained: Path, nubes, tmp_path: Path, capsys) -> None:
+    """Killed (a lost Colab runtime) or interrupted (Ctrl-C, which flair's own trainer answers by
+    saving its final model as if done) after epoch 1: the rerun goes on at epoch 2 and ends with the
+    same loss log and the same F1 as a run never stopped."""
+    settings = ner.NerSettings(**SETTINGS, trainer=trainer)
+    models, cache = pretrained / "models", tmp_path / "cache"
+    whole, _, _ = ner.run_ner("nubes", embeddings, 5, settings, tmp_path / "whole", models_dir=models,
+                              cache_dir=cache, corpus=nubes)
+    assert whole.trainer == trainer and not (tmp_path / "whole" / records.TAGGER_CHECKPOINT_FILE).exists()
+
+    run_dir, paused = tmp_path / "stopped", tmp_path / "paused"
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(
+        settings=dict(SETTINGS, trainer=trainer), embeddings=embeddings, run_dir=str(run_dir), models=str(models),
+        cache=str(cache)), str(paused)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not paused.is_file() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert paused.is_file(), "the run never saved its first checkpoint: " + (
+        child.communicate()[1][-3000:] if child.poll() is not None else "")
+    child.send_signal(stop)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode != 0
+    if stop == signal.SIGINT:
+        assert "training interrupted; rerun the same run to resume" in stderr
+    assert (run_dir / records.TAGGER_CHECKPOINT_FILE).is_file()
+    assert not (run_dir / records.TAGGER_FILE).exists() and not (run_dir / records.RUN_RECORD_FILE).exists()
+    first_epoch = _loss_rows(run_dir)[1]
+
+    capsys.readouterr()
+    resumed, _, _ = ner.run_ner("nubes", embeddings, 5, settings, run_dir, models_dir=models, cache_dir=cache,
+                                corpus=nubes)
+    assert "resuming from training-checkpoint.pt: epochs 1-1 are done" in capsys.readouterr().out
+    rows = _loss_rows(run_dir)
+    assert [row.split("\t")[0] for row in rows[1:]] == ["1", "2", "3"]
+    assert rows[1] == first_epoch  # epoch 1 is the stopped run's line (its timestamp too), not trained again
+    assert _train_losses(run_dir) == _train_losses(tmp_path / "whole")
+    assert resumed.micro_f1 == whole.micro_f1 and resumed.per_type == whole.per_type
+    assert resumed.epochs_run == 3
+    assert not list(run_dir.glob(f"*{records.TAGGER_CHECKPOINT_FILE}"))  # finished: checkpoints gone
+
+
+def _state(epoch: int) -> TrainingState:
+    return TrainingState(epoch=epoch, model={"w": torch.full((2,), float(epoch))}, optimizer={}, scheduler={},
+                         random=random_states(), loss_log=f"EPOCH\n{epoch}\n")
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_it_is_used(tmp_path: Path) -> None:
+    said = []
+    run = {"corpus": "nubes", "seed": 1}
+    checkpoints = EpochCheckpoints(tmp_path, run, say=said.append)
+    assert checkpoints.load() is None and said == []  # nothing to resume: start at epoch 1, silently
+    checkpoints.save(_state(1))
+    checkpoints.save(_state(2))
+    assert checkpoints.load().epoch == 2 and "epochs 1-2 are done" in said[-1]
+
+    whole = checkpoints.path.read_bytes()
+    checkpoints.path.write_bytes(whole[: len(whole) // 2])  # cut off as by a full disk
+    state = checkpoints.load()
+    assert state.epoch == 1 and torch.equal(state.model["w"], torch.ones(2))
+    assert f"{checkpoints.path} is damaged" in said[-2] and "trying the one before it" in said[-2]
+    assert (tmp_path / f"{records.TAGGER_CHECKPOINT_FILE}.damaged").is_file()
+
+    checkpoints.previous.write_text("not a checkpoint")
+    assert checkpoints.load() is None and "starting over from epoch 1" in said[-1]
+
+    checkpoints.save(_state(4))
+    other_seed = EpochCheckpoints(tmp_path, {**run, "seed": 2}, say=said.append)
+    assert other_seed.load() is None and "belongs to another run (seed differ)" in said[-1]
+    checkpoints.clear()
+    assert not checkpoints.path.exists() and not checkpoints.previous.exists()
