@@ -31,6 +31,7 @@ from .files import file_sha256
 
 DATA_DIR_ENV = "CLINFLAIR_DATA_DIR"
 CACHE_DIR_ENV = "CLINFLAIR_CACHE_DIR"
+DOWNLOAD_RETRIES = 4  # a transient failure (a dropped connection, a 5xx answer) is tried again
 
 
 @dataclass(frozen=True)
@@ -237,23 +238,23 @@ def fetch_file(data_file: DataFile, mirror: Path | None = None, cache: Path | No
 
     cache = cache if cache is not None else cache_dir()
     target = cache / data_file.path
+    # pooch's own retry: a connection error, an HTTP error or a hash mismatch is tried again,
+    # waiting 1 s, 2 s, ... between attempts
+    source = pooch.create(path=target.parent, base_url="", registry={target.name: f"sha256:{data_file.sha256}"},
+                          urls={target.name: data_file.url}, retry_if_failed=DOWNLOAD_RETRIES)
+    attempts = f"{DOWNLOAD_RETRIES + 1} attempts"
     try:
-        fetched = pooch.retrieve(
-            data_file.url,
-            known_hash=f"sha256:{data_file.sha256}",
-            fname=target.name,
-            path=target.parent,
-            progressbar=False,
-        )
+        fetched = source.fetch(target.name, progressbar=False)
     except ValueError as error:  # pooch's hash mismatch
         raise DataError(
-            f"the download of {data_file.url} does not match its registered sha256 and was "
+            f"the download of {data_file.url} does not match its registered sha256 ({attempts}) and was "
             f"discarded ({error}); try again later or use a local mirror via {DATA_DIR_ENV}"
         ) from None
-    except OSError as error:  # requests' connection errors are OSErrors
+    except OSError as error:  # requests' connection and HTTP errors are OSErrors
         raise DataError(
-            f"cannot download {data_file.url} ({type(error).__name__}); without internet set "
-            f"{DATA_DIR_ENV} to a local mirror of the data (same layout as SOURCES.csv)"
+            f"cannot download {data_file.url} ({type(error).__name__} after {attempts}: {str(error)[:200]}); "
+            f"try again later, or without internet set {DATA_DIR_ENV} to a local mirror of the data "
+            "(same layout as SOURCES.csv)"
         ) from None
     return Path(fetched)
 

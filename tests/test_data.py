@@ -178,16 +178,73 @@ def http_mirror(tmp_path: Path, real_file):
 
 def test_download_path_verifies_and_refuses_a_corrupted_file(http_mirror: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "DOWNLOAD_RETRIES", 1)  # a corrupted file stays corrupted: one retry shows it
     cache = tmp_path / "cache"
     dev = replace(data.get_dataset("nubes").file("dev"), url=f"{http_mirror}/nubes/dev.conll")
     test = replace(data.get_dataset("nubes").file("test"), url=f"{http_mirror}/nubes/test.conll")
     got = fetch_file(dev, cache=cache)
     assert got == cache / dev.path and file_sha256(got) == dev.sha256
-    with pytest.raises(DataError, match="does not match its registered sha256 and was discarded"):
+    with pytest.raises(DataError, match=r"does not match its registered sha256 \(2 attempts\) and was discarded"):
         fetch_file(test, cache=cache)
     assert not (cache / test.path).exists()  # the corrupted bytes never reach the cache
     # a second call uses the verified cached copy without the server
     assert fetch_file(dev, cache=cache) == got
+
+
+@pytest.fixture()
+def flaky_server(tmp_path: Path, real_file):
+    """An HTTP server on 127.0.0.1 whose first two answers to each file fail the way a busy host
+    does (a 503, then a connection dropped mid-file), then serves the NUBes files whole."""
+    served = tmp_path / "flaky"
+    (served / "nubes").mkdir(parents=True)
+    for split in data.NER_SPLITS:
+        shutil.copy(real_file(f"ner/nubes/{split}.conll"), served / "nubes" / f"{split}.conll")
+    requests_seen: dict[str, int] = {}
+
+    class Flaky(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen = requests_seen[self.path] = requests_seen.get(self.path, 0) + 1
+            if seen == 1:
+                self.send_error(503, "busy")
+            elif seen == 2:  # promises the whole file, sends a part, hangs up
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b"B-NEG\n" * 100)
+                self.wfile.flush()
+                self.close_connection = True
+            else:
+                super().do_GET()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Flaky, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests_seen
+    server.shutdown()
+
+
+def test_transient_failures_are_retried_and_what_was_verified_stays(flaky_server, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    url, requests_seen = flaky_server
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    dev = replace(data.get_dataset("nubes").file("dev"), url=f"{url}/nubes/dev.conll")
+    got = fetch_file(dev)
+    assert requests_seen["/nubes/dev.conll"] == 3 and file_sha256(got) == dev.sha256
+    # one file that stays unreachable: named with its URL; the other, verified, stays in the cache
+    test = replace(data.get_dataset("nubes").file("test"), url=f"{url}/nubes/test.conll")
+    gone = replace(data.get_dataset("nubes").file("train"), url=f"{url}/nubes/moved.conll")
+    monkeypatch.setattr(data, "DOWNLOAD_RETRIES", 2)
+    with pytest.raises(DataError, match=rf"cannot download {gone.url} \(HTTPError after 3 attempts"):
+        data.fetch_files([test, gone])
+    assert requests_seen["/nubes/moved.conll"] == 3
+    assert file_sha256(tmp_path / "cache" / test.path) == test.sha256
+    requests_before = sum(requests_seen.values())
+    assert data.fetch_files([dev, test]) == [got, tmp_path / "cache" / test.path]
+    assert sum(requests_seen.values()) == requests_before  # both from the cache, no request
 
 
 def test_whole_dataset_through_the_download_path(http_mirror: str, tmp_path: Path, monkeypatch) -> None:
@@ -196,12 +253,14 @@ def test_whole_dataset_through_the_download_path(http_mirror: str, tmp_path: Pat
     monkeypatch.setitem(data.REGISTRY, "nubes", served)
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DOWNLOAD_RETRIES", 0)
     with pytest.raises(DataError, match="test.conll does not match its registered sha256"):
         load_corpus("nubes")
 
 
 def test_offline_without_mirror_names_the_variable_and_the_url(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "DOWNLOAD_RETRIES", 0)
     entry = replace(data.get_dataset("nubes").file("dev"), url="http://127.0.0.1:9/nubes/dev.conll")
     with pytest.raises(DataError) as error:
         fetch_file(entry, cache=tmp_path)
