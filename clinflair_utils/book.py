@@ -43,11 +43,8 @@ from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .ner import NerSettings, RunRecord, settings_for
 from .profiles import PROFILES, grid, load_profile
-from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, keep_models, lm_records,
-                      model_file, publish_pretraining, run_name)
-
-CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")
-
+from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, chapter_parameters,
+                      keep_models, lm_records, publish_pretraining, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", "book/references.bib")
@@ -206,19 +203,9 @@ class BookPlan:
         return os.path.relpath(path, self.paths.root)
 
     def chapter_parameters(self, name: str) -> dict:
-        paths = self.paths
-        if name == "pretraining":
-            return {**self.common, "output_dir": self.rel(paths.pretraining)}
-        if name == "embeddings":
-            return {**self.common, "models_dir": self.rel(paths.models)}
-        if name == "tutorial":
-            return {"forward_model": self.rel(model_file(paths.models, "clinical", "forward")),
-                    "backward_model": self.rel(model_file(paths.models, "clinical", "backward")),
-                    "output_dir": self.rel(paths.work / "tutorial")}
-        if name == "results":
-            return {**self.common, "records_dir": self.rel(paths.records), "book_dir": self.rel(paths.book),
-                    "benchmarks_dir": self.rel(paths.benchmarks)}
-        raise ValueError(f"{name}: the NER chapter is the example run's notebook, not a job of its own")
+        if name == "ner":
+            raise ValueError(f"{name}: the NER chapter is the example run's notebook, not a job of its own")
+        return chapter_parameters(name, self.paths, self.common["profile"], self.rel)
 
     def chapter(self, name: str, always: bool = False) -> Job:
         """The job that executes chapter ``name``; ``always``: even when it is done (the results)."""
@@ -231,10 +218,7 @@ class BookPlan:
                    log=target)
 
     def run_parameters(self, dataset: str, embeddings: str, seed: int) -> dict:
-        paths = self.paths
-        return {**self.common, "dataset": dataset, "embeddings": embeddings, "seed": seed,
-                "output_dir": self.rel(paths.run_dir(dataset, embeddings, seed)),
-                "models_dir": self.rel(paths.models), "cache_dir": self.rel(paths.work / "cache")}
+        return chapter_parameters("ner", self.paths, self.common["profile"], self.rel, run=(dataset, embeddings, seed))
 
     @property
     def shown(self) -> Path:

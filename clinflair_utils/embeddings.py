@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import CharacterEmbeddings, FlairEmbeddings, StackedEmbeddings
+from flair.models import LanguageModel
 from numpy.lib.format import open_memmap
 
 from .errors import ClinflairError
@@ -89,6 +90,17 @@ def resolve_embeddings(spec: str, models_dir: Path | str | None = None,
         f"unknown embeddings {spec!r}: use one of {', '.join(SPECS)}, a flair language model .pt file, "
         "or two joined by a comma (forward,backward)"
     )
+
+
+def language_model(spec: str, direction: str, models_dir: Path | str | None = None) -> LanguageModel:
+    """One direction of a language-model specification (a local name or a published pair) as the
+    whole flair ``LanguageModel``, output layer included: what generates text."""
+    if spec in PUBLISHED_SPECS:
+        return load_flair_embeddings(PUBLISHED_SPECS[spec][DIRECTIONS.index(direction)], has_decoder=True).lm
+    if spec in LOCAL_SPECS and models_dir is not None:
+        return LanguageModel.load_language_model(model_file(models_dir, spec, direction))
+    raise ClinflairError(f"{spec!r} is not a language-model pair of this book: use one of "
+                         f"{', '.join((*LOCAL_SPECS, *PUBLISHED_SPECS))} (local ones with their models_dir)")
 
 
 def model_fingerprint(embedding: FlairEmbeddings) -> str:

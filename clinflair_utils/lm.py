@@ -35,7 +35,7 @@ from flair.models import LanguageModel
 from flair.trainers import language_model_trainer
 from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorpus
 
-from .corpus import build_corpora, corpus_characters, existing_build
+from .corpus import CorporaBuild, build_corpora, corpus_characters, existing_build
 from .errors import ClinflairError
 from .files import file_sha256, write_json
 from .records import (DICTIONARY_FILE, DIRECTIONS, LM_CHECKPOINT_FILE, LM_DONE_FILE, LM_EPOCH_CHECKPOINTS,
@@ -477,6 +477,24 @@ def train_model_family(
     """
     stages = family_stages(corpora_dir, models_dir, general, finetune, dictionary, base_models, seed)
     return {member.name: member.train() for stage in stages for member in stage}
+
+
+PUBLISHED_HIDDEN_SIZE = 2048  # flair's es-forward/es-backward, which the paper's setting fine-tunes
+
+
+def pretraining_work(output_dir: Path | str, settings: dict, build: CorporaBuild) -> tuple[dict[str, int], int]:
+    """What is left to train of a profile's language models: each unfinished model's training
+    characters times its epochs, and the models' hidden size (for :func:`clinflair_utils.results.
+    expected_pretraining_time`)."""
+    output_dir = Path(output_dir)
+    train_characters = {summary.domain: summary.characters.get("train", 0) for summary in build.corpora}
+    general, finetune = family_configs(settings)
+    stages = family_stages(output_dir / "corpora", output_dir / "models", general, finetune, None,
+                           settings["base_models"])
+    work = {member.name: train_characters.get(member.corpus_dir.name, 0) * member.config.max_epochs
+            for stage in stages for member in stage
+            if not member.published and not (member.model_dir / LM_DONE_FILE).is_file()}
+    return work, PUBLISHED_HIDDEN_SIZE if settings["base_models"] else general.hidden_size
 
 
 def prepare_pretraining(output_dir: Path | str, settings: dict, seed: int = 1):

@@ -235,6 +235,14 @@ def training_sentences(corpus: Corpus, settings: NerSettings) -> list[Sentence]:
     return sentences
 
 
+def run_size(corpus: Corpus, settings: NerSettings) -> tuple[int, int]:
+    """A run's work: its training tokens (each epoch's), and the characters of train and test that
+    its language models embed once."""
+    train = training_sentences(corpus, settings)
+    characters = sum(len(token.text) for sentence in train + list(corpus.test) for token in sentence)
+    return sum(len(sentence) for sentence in train), characters
+
+
 def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "flair": flair.__version__, "torch": torch.__version__,
             "clinflair_utils": __version__}
@@ -305,7 +313,7 @@ def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSetting
 
 def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path,
                  crf: str = "linear", after_epoch: Callable[[SequenceTagger, int, float], None] | None = None,
-                 ) -> SequenceTagger:
+                 checkpoints: EpochCheckpoints | None = None) -> SequenceTagger:
     """flair's BiLSTM-CRF ``SequenceTagger`` trained on the prepared run and saved into
     ``output_dir``; its CRF computed step by step (:mod:`clinflair_utils.crf`), or as flair computes
     it with ``crf="flair"`` (the same model, slower where tags are many: for measuring).
@@ -313,7 +321,8 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
 
     Both trainers save a checkpoint after every epoch (:mod:`clinflair_utils.resume`): called again
     for the same run after an interruption, training goes on from the last finished epoch. An
-    interrupted training (Ctrl-C) raises ``KeyboardInterrupt`` and leaves no final model."""
+    interrupted training (Ctrl-C) raises ``KeyboardInterrupt`` and leaves no final model.
+    ``checkpoints``: this run's (:func:`run_checkpoints`), to see afterwards whether it resumed."""
     if after_epoch is not None and prepared.trainer != "tensor":
         raise ClinflairError("a callback after every epoch needs the tensor trainer")
     # no test split for the trainer: its own final test would clear the cached vectors; the run
@@ -335,7 +344,7 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
     if crf == "linear":
         linear_crf(tagger)
     output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = EpochCheckpoints(output_dir, _run_identity(prepared, seed, settings, crf))
+    checkpoints = checkpoints or run_checkpoints(prepared, seed, settings, output_dir, crf)
     with quiet_flair_console():
         if prepared.trainer == "tensor":
             features = TokenFeatures(prepared.stack, prepared.train, prepared.tables)
@@ -376,15 +385,19 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
     return tagger
 
 
-def _run_identity(prepared: PreparedRun, seed: int, settings: NerSettings, crf: str) -> dict:
-    """What a checkpoint must match to be resumed: the same data, embeddings, seed and settings."""
-    return {"corpus": prepared.corpus.name, "embeddings": [e.name for e in prepared.stack.embeddings],
-            "seed": seed, "settings": asdict(settings), "train_sentences": len(prepared.train),
-            "train_tokens": prepared.train_tokens, "trainer": prepared.trainer, "crf": crf}
+def run_checkpoints(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path,
+                    crf: str = "linear") -> EpochCheckpoints:
+    """The epoch checkpoints of a run in ``output_dir``; one is resumed only by the same run: the
+    same data, embeddings, seed and settings."""
+    run = {"corpus": prepared.corpus.name, "embeddings": [e.name for e in prepared.stack.embeddings],
+           "seed": seed, "settings": asdict(settings), "train_sentences": len(prepared.train),
+           "train_tokens": prepared.train_tokens, "trainer": prepared.trainer, "crf": crf}
+    return EpochCheckpoints(output_dir, run)
 
 
 def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
-               scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float) -> RunRecord:
+               scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float,
+               expected_seconds: float | None = None, resumed_after_epoch: int = 0) -> RunRecord:
     """The record of a finished run: what it was, where it ran, what it scored."""
     corpus = prepared.corpus
     return RunRecord(
@@ -407,6 +420,8 @@ def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerS
         cpu_threads=torch.get_num_threads(),
         wall_seconds=round(wall_seconds, 1),
         training_seconds=round(training_seconds, 1),
+        expected_seconds=None if expected_seconds is None else round(expected_seconds, 1),
+        resumed_after_epoch=resumed_after_epoch,
         **scores,
     )
 
@@ -421,8 +436,10 @@ def run_ner(
     cache_dir: Path | str | None = None,
     profile: str = "custom",
     corpus: Corpus | None = None,
+    expected_seconds: float | None = None,
 ) -> tuple[RunRecord, SequenceTagger, list[Sentence]]:
-    """Train and evaluate one run; write its record (atomically) and its model into ``output_dir``.
+    """Train and evaluate one run; write its record (atomically) and its model into ``output_dir``
+    (``expected_seconds``: the estimate made before it started, kept in the record).
 
     Returns the record, the trained tagger and the test sentences with ``predicted`` labels.
     """
@@ -431,13 +448,15 @@ def run_ner(
     corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
     prepared = prepare_run(corpus, embeddings, seed, settings, models_dir, cache_dir)
     training_started = time.time()
-    tagger = train_tagger(prepared, seed, settings, output_dir)
+    checkpoints = run_checkpoints(prepared, seed, settings, output_dir)
+    tagger = train_tagger(prepared, seed, settings, output_dir, checkpoints=checkpoints)
     training_seconds = time.time() - training_started
     with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
         result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
                                  embedding_storage_mode="none", return_loss=False)
     record = run_record(prepared, embeddings, seed, settings, profile, scores_from_report(result.classification_report),
-                        output_dir, time.time() - started, training_seconds)
+                        output_dir, time.time() - started, training_seconds, expected_seconds,
+                        checkpoints.resumed_after)
     record.save(output_dir / RUN_RECORD_FILE)
     return record, tagger, prepared.test
 

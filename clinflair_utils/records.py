@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -115,6 +116,39 @@ class BookPaths:
         return self.records / f"{run_name(dataset, embeddings, seed)}.json"
 
 
+CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")  # the book's order
+
+
+def chapter_parameters(chapter: str, paths: BookPaths, profile: str, place: Callable[[Path], str] = str,
+                       run: tuple[str, str, int] | None = None, models: Path | None = None) -> dict:
+    """The parameters a chapter template is executed with, laid out by ``paths``: the one place
+    (beside the templates' own parameter cells) that names them, for the book's main job and for a
+    chapter launched on Colab alike. ``place`` writes a path as the notebook should see it (the book:
+    relative to its root); ``run``: the NER chapter's (dataset, embeddings, seed); ``models``: the
+    language models' folder when it is not the profile's own (a launched chapter reads the book's
+    committed ones)."""
+    models = paths.models if models is None else models
+    if chapter == "pretraining":
+        return {"profile": profile, "output_dir": place(paths.pretraining), "book_root": place(paths.source)}
+    if chapter == "embeddings":
+        return {"profile": profile, "models_dir": place(models)}
+    if chapter == "tutorial":
+        return {"forward_model": place(model_file(models, "clinical", "forward")),
+                "backward_model": place(model_file(models, "clinical", "backward")),
+                "output_dir": place(paths.work / "tutorial")}
+    if chapter == "ner":
+        if run is None:
+            raise ClinflairError("the NER chapter's parameters need its run: (dataset, embeddings, seed)")
+        dataset, embeddings, seed = run
+        return {"profile": profile, "dataset": dataset, "embeddings": embeddings, "seed": seed,
+                "output_dir": place(paths.run_dir(*run)), "models_dir": place(models),
+                "cache_dir": place(paths.work / "cache"), "book_root": place(paths.source)}
+    if chapter == "results":
+        return {"profile": profile, "records_dir": place(paths.records), "book_dir": place(paths.book),
+                "benchmarks_dir": place(paths.benchmarks)}
+    raise ClinflairError(f"no chapter {chapter!r}: the chapters are {', '.join(CHAPTERS)}")
+
+
 # -- a NER run's settings and record
 
 @dataclass
@@ -172,6 +206,9 @@ class RunRecord:
     train_tokens: int | None = None
     gpu: str | None = None  # the GPU's name, when the run had one
     cpu_threads: int | None = None  # torch's threads: timings on a shared CPU depend on them
+    expected_seconds: float | None = None  # what was expected before the run started (results.expected_run_time)
+    # a run resumed from a checkpoint: its seconds count only the epochs after this one
+    resumed_after_epoch: int = 0
 
     @property
     def settings(self) -> NerSettings:

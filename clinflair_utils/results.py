@@ -7,6 +7,7 @@ can add runs -- another seed, a GPU, a new dataset -- and rebuild the tables.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from .profiles import grid
-from .records import RunRecord, corpora_summary, lm_records, read_bpc, run_record_files
+from .records import RunRecord, benchmark, corpora_summary, lm_records, read_bpc, run_record_files
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -27,8 +28,8 @@ def dataset_name(dataset: str) -> str:
 
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
-           "epochs_run", "trainer", "wall_seconds", "training_seconds", "cache_seconds", "optimizer", "device", "gpu",
-           "per_type", "record", "model_keys"]
+           "epochs_run", "trainer", "wall_seconds", "training_seconds", "resumed_after_epoch", "cache_seconds",
+           "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
 
 
 def load_records(records_dir: Path | str) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def load_records(records_dir: Path | str) -> pd.DataFrame:
             "profile": record.profile, "micro_f1": record.micro_f1, "macro_f1": record.macro_f1,
             "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
             "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
-            "training_seconds": record.training_seconds,
+            "training_seconds": record.training_seconds, "resumed_after_epoch": record.resumed_after_epoch,
             "cache_seconds": (record.embedding_cache or {}).get("seconds"),
             "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
             "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
@@ -524,7 +525,104 @@ def training_speed(records: pd.DataFrame) -> pd.DataFrame:
     timed = records.dropna(subset=["train_tokens", "training_seconds", "epochs_run"]).copy()
     if timed.empty:
         return pd.DataFrame(columns=["runs", "median tokens/s"])
-    timed["tokens/s"] = timed["train_tokens"] * timed["epochs_run"] / timed["training_seconds"]
+    # a resumed run timed only its epochs after the checkpoint
+    timed["tokens/s"] = timed["train_tokens"] * (timed["epochs_run"] - timed["resumed_after_epoch"]) \
+        / timed["training_seconds"]
     timed["configuration"] = timed["embeddings"].map(lambda e: "chars" if e == "chars" else "language models")
     grouped = timed.groupby(["trainer", "configuration", "device"])["tokens/s"]
     return pd.DataFrame({"runs": grouped.size(), "median tokens/s": grouped.median().round(0)})
+
+
+# -- what a run will cost, before it starts, from what was measured
+
+# flair's ModelTrainer and the embedding of the corpora, measured by benchmarks/paper_cost.py with
+# language models of the published ones' size (hidden 2048), per kind of device
+PAPER_COST_BENCHMARKS = {"cuda": "paper_cost_h200_hidden2048.json", "cpu": "paper_cost_cpu-2-cores.json"}
+LM_SPEED_BENCHMARK = "lm_speed_cpu.json"  # character language models of several sizes on this CPU
+
+
+@dataclass
+class Estimate:
+    """An expected duration and what it rests on (``seconds`` None: nothing measured to go by)."""
+
+    seconds: float | None
+    basis: str
+
+    def __str__(self) -> str:
+        if self.seconds is None:
+            return f"no estimate of the time: {self.basis}"
+        return f"expected time: about {duration(self.seconds)} ({self.basis})"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def _device_kind(device: str) -> str:
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def _paper_cost_rates(benchmarks_dir: Path | str, device: str) -> tuple[str, dict, dict[str, float]] | None:
+    name = PAPER_COST_BENCHMARKS[_device_kind(device)]
+    cost = benchmark(benchmarks_dir, name)
+    if cost is None:
+        return None
+    rates = {}
+    for stage in cost["stages"]:
+        for kind in ("fine-tune", "embed", "train the tagger"):
+            if stage["stage"].startswith(kind):
+                rates[kind] = stage["measured_rate"]
+    return name, cost, rates
+
+
+def expected_run_time(dataset: str, embeddings: str, train_tokens: int, corpus_characters: int, max_epochs: int,
+                      device: str, records_dir: Path | str, benchmarks_dir: Path | str) -> Estimate:
+    """How long one NER run will take: the mean wall time of the same dataset and embeddings among
+    the records in ``records_dir`` on the same kind of device, else the paper-cost benchmark's
+    rates (embedding ``corpus_characters`` once unless ``chars``, then ``max_epochs`` over
+    ``train_tokens``)."""
+    kind = _device_kind(device)
+    runs = load_records(records_dir) if Path(records_dir).is_dir() else pd.DataFrame(columns=COLUMNS)
+    same = runs[(runs["dataset"] == dataset) & (runs["embeddings"] == embeddings)
+                & (runs["device"].map(_device_kind) == kind)]
+    if len(same):
+        return Estimate(float(same["wall_seconds"].mean()),
+                        f"the mean of {len(same)} such runs in {records_dir}, on {kind}")
+    measured = _paper_cost_rates(benchmarks_dir, device)
+    if measured is None:
+        return Estimate(None, f"no such run in {records_dir} and no {PAPER_COST_BENCHMARKS[kind]} in {benchmarks_dir}")
+    name, cost, rates = measured
+    seconds = train_tokens * max_epochs / rates["train the tagger"]
+    if embeddings != "chars":
+        seconds += corpus_characters / rates["embed"]
+    return Estimate(seconds, f"{max_epochs} epochs of {train_tokens:,} tokens at flair's ModelTrainer's "
+                             f"{rates['train the tagger']:,.0f} tokens/s on {machine_name(cost)} ({name}); annealing may "
+                             "stop sooner, and another GPU runs at another rate")
+
+
+def expected_pretraining_time(work: dict[str, int], hidden_size: int, device: str,
+                              benchmarks_dir: Path | str) -> Estimate:
+    """How long training language models will take: ``work`` maps each model still to train to its
+    characters (training text x epochs; :func:`clinflair_utils.lm.pretraining_work`), at the rate
+    measured for models of ``hidden_size`` on this kind of device: ``benchmarks/lm_speed.py``'s on a
+    CPU, ``benchmarks/paper_cost.py``'s (hidden 2048) otherwise."""
+    if not work:
+        return Estimate(0.0, "every model is trained already")
+    characters = sum(work.values())
+    speed = benchmark(benchmarks_dir, LM_SPEED_BENCHMARK) if _device_kind(device) == "cpu" else None
+    rows = [row for row in (speed or {}).get("speed", [])
+            if row["hidden_size"] == hidden_size and row["mini_batch_size"] == 100]
+    if rows:
+        rate, where = rows[0]["float32_chars_per_second"], f"{machine_name(speed)} ({LM_SPEED_BENCHMARK})"
+    else:
+        measured = _paper_cost_rates(benchmarks_dir, device)
+        if measured is None:
+            return Estimate(None, f"no measured rate for this device in {benchmarks_dir}")
+        name, cost, rates = measured
+        rate, where = rates["fine-tune"], f"{machine_name(cost)}, hidden 2048 ({name})"
+    return Estimate(characters / rate, f"{len(work)} models, {characters:,} characters at {rate:,.0f} "
+                                       f"characters/s on {where}; patience may stop sooner")

@@ -87,6 +87,7 @@ class EpochCheckpoints:
         self.path = Path(output_dir) / TAGGER_CHECKPOINT_FILE
         self.previous = self.path.with_name(f"previous-{self.path.name}")
         self.run, self.say = run, say
+        self.resumed_after = 0  # the epoch :meth:`load` resumed after (0: none, training from epoch 1)
 
     def save(self, state: TrainingState) -> None:
         if self.path.is_file():
@@ -114,6 +115,7 @@ class EpochCheckpoints:
                 self.say(f"{path} belongs to another run ({', '.join(differs)} differ): starting over from epoch 1")
                 return None
             self.say(f"resuming from {path.name}: epochs 1-{state.epoch} are done")
+            self.resumed_after = state.epoch
             return state
         return None
 

@@ -19,7 +19,8 @@ import nbformat
 import pytest
 import yaml
 
-from clinflair_utils.book import CHAPTERS, code_cells, is_complete
+from clinflair_utils.book import code_cells, is_complete
+from clinflair_utils.records import CHAPTERS, BookPaths, chapter_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -40,6 +41,17 @@ def test_book_notebooks_are_unedited_papermill_outputs(chapter: str) -> None:
     assert is_complete(executed), f"{executed} did not run to the end"
     assert code_cells(executed) == code_cells(ROOT / "notebooks" / f"{chapter}.ipynb"), \
         f"the code of {executed} drifted from notebooks/{chapter}.ipynb: rebuild the book"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_parameters_the_book_and_colab_give_are_the_templates_own(chapter: str, tmp_path: Path) -> None:
+    """One place names each chapter's parameters (records.chapter_parameters), for the book's main
+    job and for Colab: every name it gives is one the template's parameters cell declares."""
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / f"{chapter}.ipynb")))
+    given = chapter_parameters(chapter, BookPaths(ROOT, tmp_path, "cpu"), "cpu", run=("nubes", "chars", 1))
+    assert set(given) <= declared, f"{chapter}: {sorted(set(given) - declared)} not in its parameters cell"
 
 
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:

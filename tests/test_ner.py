@@ -110,7 +110,8 @@ def test_cache_key_changes_with_the_data_and_the_model(models: Path, nubes, tmp_
 RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "train_sentences",
                "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
                "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1", "trainer",
-               "macro_f1", "micro_precision", "micro_recall", "per_type", "train_tokens", "gpu", "cpu_threads"}
+               "macro_f1", "micro_precision", "micro_recall", "per_type", "train_tokens", "gpu", "cpu_threads",
+               "expected_seconds", "resumed_after_epoch"}
 QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
 
 

@@ -14,7 +14,8 @@ import yaml
 from flair.models import LanguageModel
 
 from clinflair_utils import lm, records
-from clinflair_utils.book import CHAPTERS, is_complete
+from clinflair_utils.book import is_complete
+from clinflair_utils.records import CHAPTERS
 from clinflair_utils.profiles import grid, load_profile
 from clinflair_utils.records import RunRecord, run_name
 

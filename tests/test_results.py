@@ -152,3 +152,32 @@ def test_provenance_tells_runs_made_with_other_language_models(tmp_path: Path) -
     (tmp_path / "lm" / "clinical-forward.json").write_text("{}")
     (tmp_path / "lm" / "clinical-backward.json").write_text("{}")
     assert results.provenance(results.load_records(tmp_path), tmp_path) == ""
+
+
+def test_expected_run_time_from_the_books_runs_else_the_measured_rates(tmp_path: Path) -> None:
+    records_dir, benchmarks = ROOT / "book" / "records" / "cpu", ROOT / "benchmarks" / "results"
+    runs = [RunRecord.load(path) for path in sorted(records_dir.glob(f"{run_name('nubes', 'clinical', 1)[:-1]}*.json"))]
+    mean = sum(r.wall_seconds for r in runs) / len(runs)
+    measured = results.expected_run_time("nubes", "clinical", 1000, 5000, 4, "cpu", records_dir, benchmarks)
+    assert measured.seconds == pytest.approx(mean) and f"mean of {len(runs)} such runs" in str(measured)
+    # no such run on a GPU: the paper-cost benchmark's H200 rates
+    cost = json.loads((benchmarks / results.PAPER_COST_BENCHMARKS["cuda"]).read_text())
+    rates = {s["stage"].split(",")[0].split(" ")[0]: s["measured_rate"] for s in cost["stages"]}
+    gpu = results.expected_run_time("nubes", "clinical", 100_000, 600_000, 150, "cuda:0", records_dir, benchmarks)
+    assert gpu.seconds == pytest.approx(100_000 * 150 / rates["train"] + 600_000 / rates["embed"])
+    assert "NVIDIA H200" in str(gpu) and "150 epochs" in str(gpu)
+    chars = results.expected_run_time("nubes", "chars", 100_000, 600_000, 150, "cuda:0", tmp_path, benchmarks)
+    assert chars.seconds == pytest.approx(100_000 * 150 / rates["train"])  # nothing to embed
+    nothing = results.expected_run_time("nubes", "chars", 1, 1, 1, "cpu", tmp_path, tmp_path)
+    assert nothing.seconds is None and str(nothing).startswith("no estimate of the time")
+
+
+def test_expected_pretraining_time_at_the_rate_of_the_models_size(tmp_path: Path) -> None:
+    benchmarks = ROOT / "benchmarks" / "results"
+    speed = json.loads((benchmarks / results.LM_SPEED_BENCHMARK).read_text())
+    [row] = [r for r in speed["speed"] if r["hidden_size"] == 512 and r["mini_batch_size"] == 100]
+    estimate = results.expected_pretraining_time({"general-forward": 10**8}, 512, "cpu", benchmarks)
+    assert estimate.seconds == pytest.approx(10**8 / row["float32_chars_per_second"])
+    published = results.expected_pretraining_time({"clinical-forward": 10**8}, 2048, "cuda", benchmarks)
+    assert "hidden 2048" in str(published) and published.seconds < estimate.seconds
+    assert results.expected_pretraining_time({}, 512, "cpu", benchmarks).seconds == 0

@@ -96,7 +96,7 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
     assert rows[1] == first_epoch  # epoch 1 is the stopped run's line (its timestamp too), not trained again
     assert _train_losses(run_dir) == _train_losses(tmp_path / "whole")
     assert resumed.micro_f1 == whole.micro_f1 and resumed.per_type == whole.per_type
-    assert resumed.epochs_run == 3
+    assert resumed.epochs_run == 3 and resumed.resumed_after_epoch == 1 and whole.resumed_after_epoch == 0
     assert not list(run_dir.glob(f"*{records.TAGGER_CHECKPOINT_FILE}"))  # finished: checkpoints gone
 
 
