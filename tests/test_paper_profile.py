@@ -30,7 +30,8 @@ def test_paper_profile_runs_every_stage_with_stand_in_published_models(pretraine
         shutil.copy(pretrained / "models" / f"general-{direction}" / records.LM_MODEL_FILE, cache / f"lm-es-{direction}.pt")
         shutil.copy(pretrained / "models" / f"clinical-{direction}" / records.LM_MODEL_FILE, cache / f"es-clinical-{direction}.pt")
     paper, quick = load_profile("paper"), load_profile("quick")
-    profile = {**paper, "name": "paper-test", "device": "cpu"}  # everything else is the paper's, capped
+    # everything else is the paper's, capped; on a lent GPU: CLINFLAIR_TEST_DEVICE=cuda
+    profile = {**paper, "name": "paper-test", "device": os.environ.get("CLINFLAIR_TEST_DEVICE", "cpu")}
     corpora = quick["pretraining"]["corpora"]
     profile["pretraining"] = {
         **paper["pretraining"],
