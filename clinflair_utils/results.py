@@ -402,6 +402,53 @@ def plot_scores(records: pd.DataFrame, metric: str = "micro_f1"):
     return figure
 
 
+# -- two tiers side by side: does the clinical gain grow or shrink with a stronger base model?
+
+TIER_BASELINES = ("general", "control", "chars")
+
+
+def tier_comparison(tiers: dict[str, pd.DataFrame], candidate: str = "clinical",
+                    baselines: tuple[str, ...] = TIER_BASELINES) -> pd.DataFrame:
+    """``candidate`` minus each baseline per dataset in each tier (``tiers``: name -> records, in
+    the order shown): rows (baseline, dataset, tier) with the difference, its interval, the
+    Holm-adjusted p-value and the verdict, each tier's family corrected on its own
+    (:func:`comparisons`)."""
+    tables = {name: comparisons(records, candidate, baselines) for name, records in tiers.items()}
+    tables = {name: table for name, table in tables.items() if not table.empty}
+    if not tables:
+        return pd.DataFrame()
+    joined = pd.concat(tables, names=["tier"]).reorder_levels(["baseline", "dataset", "tier"])
+    order = {name: i for i, name in enumerate(tiers)}
+    joined = joined.sort_index(level=["baseline", "dataset", "tier"],
+                               key=lambda level: level.map(order) if level.name == "tier" else level)
+    return joined[["difference", "ci_low", "ci_high", "seeds", "p_holm", "verdict"]]
+
+
+def plot_tier_comparison(comparison: pd.DataFrame, candidate: str = "clinical"):
+    """One panel per baseline: ``candidate`` minus it per dataset (points, 95% intervals), one
+    colour per tier, a line at zero."""
+    import matplotlib.pyplot as plt
+
+    baselines = list(dict.fromkeys(comparison.index.get_level_values("baseline")))
+    tiers = list(dict.fromkeys(comparison.index.get_level_values("tier")))
+    datasets = list(dict.fromkeys(comparison.index.get_level_values("dataset")))
+    figure, axes = plt.subplots(1, len(baselines), figsize=(3.4 * len(baselines), 3.4), sharey=True,
+                                squeeze=False)
+    for axis, baseline in zip(axes[0], baselines):
+        for offset, tier in enumerate(tiers):
+            rows = comparison.xs((baseline, tier), level=("baseline", "tier")).reindex(datasets)
+            x = [i + (offset - (len(tiers) - 1) / 2) * 0.25 for i in range(len(datasets))]
+            errors = [rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]]
+            axis.errorbar(x, rows["difference"], yerr=errors, fmt="o", capsize=3, label=tier)
+        axis.axhline(0, color="grey", linewidth=0.8)
+        axis.set_xticks(range(len(datasets)), [dataset_name(d) for d in datasets], rotation=45, ha="right")
+        axis.set_title(f"{candidate} − {baseline}", fontsize=10)
+    axes[0][0].set_ylabel("micro F1 difference (points)")
+    axes[0][-1].legend(title="tier", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.tight_layout()
+    return figure
+
+
 def reference_scores() -> pd.DataFrame:
     """Published scores of other systems (not run here), with their sources."""
     with resources.files(__package__).joinpath("reference_scores.csv").open(encoding="utf-8") as handle:

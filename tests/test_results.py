@@ -181,3 +181,20 @@ def test_expected_pretraining_time_at_the_rate_of_the_models_size(tmp_path: Path
     published = results.expected_pretraining_time({"clinical-forward": 10**8}, 2048, "cuda", benchmarks)
     assert "hidden 2048" in str(published) and published.seconds < estimate.seconds
     assert results.expected_pretraining_time({}, 512, "cpu", benchmarks).seconds == 0
+
+
+def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
+    small = frame({("a", "clinical"): [0.60, 0.62, 0.61], ("a", "general"): [0.50, 0.52, 0.50],
+                   ("b", "clinical"): [0.50, 0.51, 0.50], ("b", "general"): [0.50, 0.50, 0.51]})
+    strong = frame({("a", "clinical"): [0.70, 0.71, 0.70], ("a", "general"): [0.69, 0.70, 0.70],
+                    ("b", "clinical"): [0.61, 0.60, 0.62], ("b", "general"): [0.50, 0.51, 0.50]})
+    table = results.tier_comparison({"256 units": small, "512 units": strong})
+    assert list(table.index.get_level_values("tier")) == ["256 units", "512 units"] * 2  # the order given
+    assert table.loc[("general", "a", "256 units"), "difference"] == pytest.approx(
+        results.comparisons(small).loc[("general", "a"), "difference"])
+    assert table.loc[("general", "a", "256 units"), "verdict"] == "better"
+    assert table.loc[("general", "a", "512 units"), "verdict"] != "better"  # the gain shrank
+    assert table.loc[("general", "b", "512 units"), "verdict"] == "better"
+    figure = results.plot_tier_comparison(table)
+    assert [axis.get_title() for axis in figure.axes] == ["clinical − general"]
+    assert results.tier_comparison({"empty": small[small["embeddings"] == "chars"]}).empty
