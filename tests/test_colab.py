@@ -111,6 +111,7 @@ def test_the_launched_tutorial_runs_on_colab_with_the_books_models_without_a_gpu
     tags = [cell.metadata.get("tags", []) for cell in nbformat.read(launched, as_version=4).cells]
     assert any(colab.SETUP_TAG in cell_tags for cell_tags in tags), f"{launched} has no Colab setup cell: rebuild the book"
     executed = fake_colab["content"] / "tutorial.ipynb"
+    (fake_colab["content"] / "clinflair-book").mkdir()  # a clone cut short in an earlier try: cloned again
     _launch(launched, fake_colab, executed)
     said = _said(executed, colab.SETUP_TAG)
     checkout = fake_colab["content"] / "clinflair-book"
