@@ -252,7 +252,7 @@ def fetch_file(data_file: DataFile, mirror: Path | None = None, cache: Path | No
         ) from None
     except OSError as error:  # requests' connection and HTTP errors are OSErrors
         raise DataError(
-            f"cannot download {data_file.url} ({type(error).__name__} after {attempts}: {str(error)[:200]}); "
+            f"cannot download {data_file.url} ({type(error).__name__} after {attempts}: {str(error)[:400]}); "
             f"try again later, or without internet set {DATA_DIR_ENV} to a local mirror of the data "
             "(same layout as SOURCES.csv)"
         ) from None
@@ -386,7 +386,8 @@ def detokenize(tokens: list[str]) -> str:
 
 
 def corpus_stats(corpus: Corpus) -> pd.DataFrame:
-    """Sentences, tokens and entities (in all and per type) of each split of a NER corpus."""
+    """Sentences, tokens and entities (in all and per type; rows) of each split (columns) of a NER
+    corpus: as many rows as the corpus has types, three columns, whatever the page's width."""
     rows = {}
     for split in NER_SPLITS:
         dataset = getattr(corpus, split)
@@ -400,4 +401,4 @@ def corpus_stats(corpus: Corpus) -> pd.DataFrame:
             "entities": sum(types.values()),
             **dict(sorted(types.items())),
         }
-    return pd.DataFrame.from_dict(rows, orient="index").fillna(0).astype(int)
+    return pd.DataFrame.from_dict(rows, orient="index").fillna(0).astype(int).T

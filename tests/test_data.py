@@ -80,7 +80,7 @@ def corpora() -> dict:
 def test_every_real_ner_file_loads_with_the_independent_counts(corpora: dict, name: str) -> None:
     stats = corpus_stats(corpora[name])
     for split, (sentences, tokens, types) in EXPECTED_NER[name].items():
-        row = stats.loc[split]
+        row = stats[split]
         assert (row["sentences"], row["tokens"]) == (sentences, tokens)
         assert {t: row[t] for t in types} == types
         assert row["entities"] == sum(types.values())
@@ -109,7 +109,7 @@ def test_cwlc_flattens_to_outermost_spans_and_keeps_every_layer(corpora: dict) -
                 assert any(a <= first and last <= b for a, b in flat)
         assert nested == types
         dropped = corpus.repairs[split].nested_spans_dropped_from_flat_layer
-        assert stats.loc[split, "entities"] + dropped == sum(types.values())
+        assert stats.loc["entities", split] + dropped == sum(types.values())
 
 
 def test_cwlc_flat_rule_on_known_lines(corpora: dict) -> None:
@@ -133,7 +133,7 @@ def test_folder_of_conll_files_loads_like_a_registered_dataset(tmp_path: Path, r
     for split in data.NER_SPLITS:
         shutil.copy(real_file(f"ner/nubes/{split}.conll"), tmp_path / f"{split}.conll")
     corpus = load_corpus(tmp_path, verbose=False)
-    assert corpus_stats(corpus).loc["test", "entities"] == 3548
+    assert corpus_stats(corpus).loc["entities", "test"] == 3548
 
 
 def test_wrong_names_and_paths_get_one_clear_message(tmp_path: Path) -> None:
