@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
     book.add_argument("--from-records", action="store_true",
                       help="train nothing: execute the results chapter from the records the book holds and build")
-    book.add_argument("--stop-after", choices=("pretraining",),
-                      help="stop once this stage is done and published (e.g. train a tier's language models "
-                           "before its NER grid is settled)")
+    book.add_argument("--stop-after", choices=("pretraining", "curves"),
+                      help="stop once this stage is done and published: the language models, or also the "
+                           "learning curves that choose the NER grid's epochs")
     book.add_argument("--status", action="store_true",
                       help="only show each job: done, queued, running, failed (with its log) or not submitted")
     jobs = book.add_argument_group("where the jobs run (default: the profile's executor section, else local)")

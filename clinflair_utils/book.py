@@ -27,7 +27,8 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,9 +42,9 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
 from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
-from .ner import NerSettings, RunRecord, settings_for
+from .ner import NerSettings, RunRecord, learning_curve, settings_for
 from .profiles import PROFILES, grid, load_profile
-from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, chapter_parameters,
+from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
                       keep_models, lm_records, publish_pretraining, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
@@ -175,6 +176,17 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: s
     nbformat.write(notebook, target)
 
 
+def learn_curve(dataset: str, embeddings: str, seed: int, settings: NerSettings, epochs: int, output_dir: Path,
+                models_dir: Path, cache_dir: Path, record: Path) -> None:
+    """One learning curve (:func:`clinflair_utils.ner.learning_curve`, resumable in ``output_dir``),
+    kept with the book as a :class:`CurveRecord`."""
+    started = time.time()
+    curve = learning_curve(dataset, embeddings, seed, settings, epochs, output_dir, models_dir, cache_dir)
+    CurveRecord(dataset=dataset, embeddings=embeddings, seed=seed, settings=asdict(settings), curve_epochs=epochs,
+                epochs=curve["epoch"].astype(int).tolist(), train_loss=curve["train_loss"].tolist(),
+                dev_micro_f1=curve["dev_micro_f1"].tolist(), seconds=round(time.time() - started, 1)).save(record)
+
+
 def execute_run(template: Path, notebook: Path, parameters: dict, cwd: Path, record: Path) -> None:
     """One NER run: papermill the NER template into the run's notebook, then keep its record with
     the book (written atomically: a record is whole or absent)."""
@@ -261,6 +273,31 @@ class BookPlan:
                 "cwd": self.paths.root, "record": record}, is_done=lambda done=done: done, log=notebook))
         return jobs
 
+    def curve_jobs(self) -> list[Job]:
+        """The profile's learning curves (``ner.learning_curve``: datasets, embeddings, seed, epochs),
+        each done when its record was made with the profile's NER settings."""
+        section = self.profile["ner"].get("learning_curve")
+        if not section:
+            return []
+        settings, paths = settings_for(self.profile), self.paths
+        jobs = []
+        for dataset in section["datasets"]:
+            for embeddings in section["embeddings"]:
+                run = (dataset, embeddings, section["seed"])
+                record = paths.curve_record(*run)
+
+                def done(record: Path = record) -> bool:
+                    if self.force or not record.is_file():
+                        return False
+                    made = CurveRecord.load(record)
+                    return made.settings == asdict(settings) and made.curve_epochs == section["epochs"]
+
+                jobs.append(Job(f"curve/{run_name(*run)}", learn_curve, {
+                    "dataset": dataset, "embeddings": embeddings, "seed": section["seed"], "settings": settings,
+                    "epochs": section["epochs"], "output_dir": paths.curve_dir(*run), "models_dir": paths.models,
+                    "cache_dir": paths.work / "cache", "record": record}, is_done=done))
+        return jobs
+
     def language_model_stages(self) -> list[list[Job]]:
         """The pre-training chapter's models as jobs, in two stages (``general``; then the models
         that continue it), for executors that run jobs side by side. Needs the corpora built."""
@@ -325,6 +362,11 @@ class BookRun:
         corpora's summary travel with the book."""
         publish_pretraining(self.paths, embedding_key)
 
+    def curves(self) -> bool:
+        """The learning curves that choose the grid's epochs; False if one failed."""
+        jobs = self.plan.curve_jobs()
+        return self.run(jobs) if jobs else True
+
     def ner_grid(self) -> None:
         """The embeddings and tutorial chapters and every NER run (the example run first, which the
         NER chapter shows), then the results chapter."""
@@ -359,7 +401,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     ``from_records`` executes only the results chapter, from the records the book holds, and trains
     nothing: the committed book made readable as it stands, in a minute. ``executor`` says where the
     jobs run (:mod:`clinflair_utils.jobs`; default: one after another in this process).
-    ``stop_after="pretraining"`` stops once the language models are trained and published.
+    ``stop_after="pretraining"`` stops once the language models are trained and published,
+    ``"curves"`` once the profile's learning curves (which choose the grid's epochs) are made too.
     """
     source = Path(root).resolve()
     profile = load_profile(profile_name)
@@ -379,7 +422,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
         book.run([book.plan.chapter("results", always=True)])
     elif book.pretrain():
         book.publish()
-        if stop_after != "pretraining":
+        if stop_after != "pretraining" and book.curves() and stop_after != "curves":
             book.ner_grid()
     return book.report
 
@@ -395,6 +438,7 @@ def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None
     jobs = [plan.chapter("pretraining")]
     if paths.corpora.is_dir():
         jobs += [job for stage in plan.language_model_stages() for job in stage]
+    jobs += plan.curve_jobs()
     jobs += [plan.chapter("embeddings"), plan.chapter("tutorial")] + plan.run_jobs(log=lambda message: None)
     jobs.append(plan.chapter("results"))
     rows = []

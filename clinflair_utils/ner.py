@@ -538,12 +538,6 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
     return pd.DataFrame([rows[e] for e in sorted(rows) if e <= epochs_run], columns=columns)
 
 
-def chosen_epochs(curve: pd.DataFrame, within: float = 0.01) -> int:
-    """The first epoch whose dev F1 is within ``within`` (1 point) of the curve's best."""
-    best = curve["dev_micro_f1"].max()
-    return int(curve.loc[curve["dev_micro_f1"] >= best - within, "epoch"].min())
-
-
 def load_tagger(path: Path | str) -> SequenceTagger:
     """A trained tagger from its file, its CRF computed step by step; a file that is missing, cut off
     or not a flair sequence tagger is refused with its path and what to do."""

@@ -42,6 +42,7 @@ TAGGER_LOSS_FILE = "loss.tsv"
 TAGGER_CHECKPOINT_FILE = "training-checkpoint.pt"  # after the last finished epoch (resume)
 LEARNING_CURVE_FILE = "dev-f1.tsv"  # a learning curve's dev F1 after every epoch
 RUN_RECORD_FILE = "record.json"
+CURVES_DIR = "curves"  # a book's learning curves, beside its run records: one JSON each
 RUN_NOTEBOOK_FILE = "run.ipynb"  # the executed NER template of a book's run
 DIRECTIONS = ("forward", "backward")
 
@@ -114,6 +115,12 @@ class BookPaths:
 
     def run_record(self, dataset: str, embeddings: str, seed: int) -> Path:
         return self.records / f"{run_name(dataset, embeddings, seed)}.json"
+
+    def curve_dir(self, dataset: str, embeddings: str, seed: int) -> Path:
+        return self.work / "curves" / run_name(dataset, embeddings, seed)
+
+    def curve_record(self, dataset: str, embeddings: str, seed: int) -> Path:
+        return self.records / CURVES_DIR / f"{run_name(dataset, embeddings, seed)}.json"
 
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")  # the book's order
@@ -242,8 +249,40 @@ class RunRecord:
 
 
 def run_record_files(records_dir: Path | str) -> list[Path]:
-    """Every run record under ``records_dir`` (the language-model and corpus records beside them left out)."""
-    return [path for path in sorted(Path(records_dir).rglob("*.json")) if path.parent.name not in ("lm", "corpora")]
+    """Every run record under ``records_dir`` (the language-model, corpus and learning-curve records
+    beside them left out)."""
+    return [path for path in sorted(Path(records_dir).rglob("*.json"))
+            if path.parent.name not in ("lm", "corpora", CURVES_DIR)]
+
+
+@dataclass
+class CurveRecord:
+    """A learning curve: micro F1 on the dev split after every epoch of training on train alone."""
+
+    dataset: str
+    embeddings: str
+    seed: int
+    settings: dict  # the profile's NerSettings (the curve trains on train alone, for curve_epochs)
+    curve_epochs: int  # asked for; annealing may stop it sooner
+    epochs: list[int]
+    train_loss: list[float]
+    dev_micro_f1: list[float]
+    seconds: float
+
+    def save(self, path: Path | str) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path | str) -> CurveRecord:
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise ClinflairError(f"{path}: not a readable learning-curve record ({error})") from error
+
+
+def curve_records(records_dir: Path | str) -> list[CurveRecord]:
+    """The learning curves a book keeps (``<records>/curves/*.json``), by name."""
+    return [CurveRecord.load(path) for path in sorted((Path(records_dir) / CURVES_DIR).glob("*.json"))]
 
 
 def lm_records(records_dir: Path | str) -> dict[str, dict]:

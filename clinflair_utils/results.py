@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from .profiles import grid
-from .records import RunRecord, benchmark, corpora_summary, lm_records, read_bpc, run_record_files
+from .records import CurveRecord, RunRecord, benchmark, corpora_summary, lm_records, read_bpc, run_record_files
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -445,6 +445,47 @@ def plot_tier_comparison(comparison: pd.DataFrame, candidate: str = "clinical"):
         axis.set_title(f"{candidate} − {baseline}", fontsize=10)
     axes[0][0].set_ylabel("micro F1 difference (points)")
     axes[0][-1].legend(title="tier", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.tight_layout()
+    return figure
+
+
+# -- how long the taggers train: learning curves on the dev split
+
+
+def chosen_epoch(epochs: list[int], dev_f1: list[float], within: float = 0.01) -> int:
+    """The first epoch whose dev F1 is within ``within`` (1 point) of the curve's best."""
+    best = max(dev_f1)
+    return min(epoch for epoch, f1 in zip(epochs, dev_f1) if f1 >= best - within)
+
+
+def curve_table(curves: list[CurveRecord]) -> pd.DataFrame:
+    """Per learning curve: its best dev F1 and epoch, and the chosen epoch (:func:`chosen_epoch`)."""
+    rows = []
+    for curve in curves:
+        best = max(range(len(curve.epochs)), key=lambda i: curve.dev_micro_f1[i])
+        rows.append({"dataset": dataset_name(curve.dataset), "embeddings": curve.embeddings,
+                     "epochs run": len(curve.epochs), "best dev F1": round(100 * curve.dev_micro_f1[best], 1),
+                     "best epoch": curve.epochs[best],
+                     "first within 1 point": chosen_epoch(curve.epochs, curve.dev_micro_f1)})
+    return pd.DataFrame(rows).set_index(["dataset", "embeddings"]) if rows else pd.DataFrame()
+
+
+def plot_learning_curves(curves: list[CurveRecord]):
+    """Dev micro F1 after every epoch, one panel per dataset, one line per embeddings; a marker at
+    each curve's chosen epoch."""
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(curve.dataset for curve in curves))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        for curve in (c for c in curves if c.dataset == dataset):
+            f1 = [100 * value for value in curve.dev_micro_f1]
+            [line] = axis.plot(curve.epochs, f1, label=curve.embeddings)
+            chosen = chosen_epoch(curve.epochs, curve.dev_micro_f1)
+            axis.plot([chosen], [f1[curve.epochs.index(chosen)]], "o", color=line.get_color())
+        axis.set(title=dataset_name(dataset), xlabel="epoch")
+    axes[0][0].set_ylabel("dev micro F1 (%)")
+    axes[0][-1].legend(title="embeddings", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     return figure
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from clinflair_utils.book import code_cells, is_complete
-from clinflair_utils.records import CHAPTERS, BookPaths, chapter_parameters
+from clinflair_utils.records import CHAPTERS, BookPaths, chapter_parameters, curve_records
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -77,12 +77,15 @@ def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     records = tmp_path / "book" / "records" / "quick"
     assert len(list(records.glob("*.json"))) == 3 and len(list((records / "lm").glob("*-*.json"))) == 6
     assert (records / "lm" / "bpc.json").is_file()  # every model's bits per character, kept with the records
+    [curve] = curve_records(records)  # the profile's learning curve: dev F1 after each of its 2 epochs
+    assert (curve.dataset, curve.embeddings, curve.epochs) == ("nubes", "chars", [1, 2])
+    assert all(0 <= f1 <= 1 for f1 in curve.dev_micro_f1)
     results_page = (tmp_path / "_build" / "html" / "book" / "results.html").read_text()
     assert "one seed: no verdict" in results_page  # the answer, written from the quick records
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "executed 1, skipped (already done) 6, failed 0" in again.stdout  # 3 chapters + 3 runs
+    assert "executed 1, skipped (already done) 7, failed 0" in again.stdout  # 3 chapters, 3 runs, 1 curve
     assert committed == {p: p.read_bytes() for p in (ROOT / "book").glob("*.ipynb")}
 
 

@@ -198,3 +198,18 @@ def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
     figure = results.plot_tier_comparison(table)
     assert [axis.get_title() for axis in figure.axes] == ["clinical − general"]
     assert results.tier_comparison({"empty": small[small["embeddings"] == "chars"]}).empty
+
+
+def test_learning_curves_choose_the_first_epoch_within_a_point_of_the_best() -> None:
+    from clinflair_utils.records import CurveRecord
+
+    assert results.chosen_epoch([1, 2, 3, 4], [0.50, 0.70, 0.712, 0.715]) == 3
+    assert results.chosen_epoch([1, 2, 3, 4], [0.50, 0.70, 0.712, 0.715], within=0.0) == 4
+    curves = [CurveRecord("pharmaconer", name, 1, {}, 4, [1, 2, 3, 4], [1.0, 0.5, 0.4, 0.3], f1, 10.0)
+              for name, f1 in (("chars", [0.2, 0.4, 0.5, 0.55]), ("clinical", [0.5, 0.7, 0.712, 0.70]))]
+    table = results.curve_table(curves)
+    assert table.loc[("PharmaCoNER", "clinical"), "best epoch"] == 3
+    assert table.loc[("PharmaCoNER", "clinical"), "first within 1 point"] == 3
+    assert table.loc[("PharmaCoNER", "chars"), "first within 1 point"] == 4
+    figure = results.plot_learning_curves(curves)
+    assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
