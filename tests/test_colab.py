@@ -126,7 +126,8 @@ def test_the_launched_tutorial_runs_on_colab_with_the_books_models_without_a_gpu
 def _as_user_set_it(launched: Path, target: Path, **parameters) -> None:
     """The launched chapter with the setting and parameters a user would type into its cells."""
     notebook = nbformat.read(launched, as_version=4)
-    [shown] = [c for c in notebook.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    # the last parameters cell: papermill's injected one, after the template's defaults
+    shown = [c for c in notebook.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))][-1]
     [setup] = [c for c in notebook.cells if colab.SETUP_TAG in c.metadata.get("tags", [])]
     setup.source = setup.source.replace("colab_profile = None", 'colab_profile = "paper"')
     shown.source += "".join(f"\n{name} = {value!r}" for name, value in parameters.items())
