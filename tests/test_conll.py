@@ -128,7 +128,9 @@ def test_stats_cli_on_a_folder_and_on_a_wrong_path(tmp_path: Path) -> None:
         write(tmp_path, f"{split}.conll", GOOD)
     result = subprocess.run([sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split() == ["test", "2", "7", "2", "2"]
+    table = [line.split() for line in result.stdout.splitlines()[-5:]]  # a row per count, a column per split
+    assert table == [["train", "dev", "test"], ["sentences", "2", "2", "2"], ["tokens", "7", "7", "7"],
+                     ["entities", "2", "2", "2"], ["DIS", "2", "2", "2"]]
     wrong = subprocess.run(
         [sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path / "nope")], capture_output=True, text=True
     )
