@@ -36,8 +36,7 @@ from .files import atomic_path
 from .lm import quiet_flair_console
 from .crf import linear_crf
 from .records import LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
-from .resume import (CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, random_states,
-                     restore_loss_log, restore_random_states, trainable_state)
+from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -163,10 +162,8 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
     resumed = checkpoints.load() if checkpoints is not None else None
     if resumed is not None:
         load_trainable_state(tagger, resumed.model)
-        optimizer.load_state_dict(resumed.optimizer)
-        scheduler.load_state_dict(resumed.scheduler)
         restore_loss_log(output_dir, resumed)
-        restore_random_states(resumed.random)
+        resumed.restore_training(optimizer, scheduler)
     else:
         loss_file.write_text("EPOCH\tTIMESTAMP\tLEARNING_RATE\tTRAIN_LOSS\n")
     epochs = resumed.epoch if resumed is not None else 0
@@ -206,9 +203,7 @@ def train_from_tensors(tagger: SequenceTagger, sentences: list[Sentence], featur
             tagger.eval()
             after_epoch(tagger, epoch, train_loss)
         if checkpoints is not None:
-            checkpoints.save(TrainingState(epoch=epoch, model=trainable_state(tagger), optimizer=optimizer.state_dict(),
-                                           scheduler=scheduler.state_dict(), random=random_states(),
-                                           loss_log=loss_file.read_text()))
+            checkpoints.save(TrainingState.capture(epoch, tagger, optimizer, scheduler, output_dir))
     tagger.eval()
     return epochs
 

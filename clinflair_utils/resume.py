@@ -39,6 +39,18 @@ class TrainingState:
     random: dict  # python, numpy, torch (and CUDA) generator states
     loss_log: str  # loss.tsv as it was after ``epoch``
 
+    @classmethod
+    def capture(cls, epoch: int, tagger: SequenceTagger, optimizer, scheduler, output_dir: Path | str) -> TrainingState:
+        """The state of a training after ``epoch``, as both trainers save it."""
+        return cls(epoch=epoch, model=trainable_state(tagger), optimizer=optimizer.state_dict(),
+                   scheduler=scheduler.state_dict(), random=random_states(), loss_log=read_loss_log(output_dir))
+
+    def restore_training(self, optimizer, scheduler) -> None:
+        """The optimizer, the annealing scheduler and the random generators as they were."""
+        optimizer.load_state_dict(self.optimizer)
+        scheduler.load_state_dict(self.scheduler)
+        restore_random_states(self.random)
+
 
 def random_states() -> dict:
     states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -160,14 +172,10 @@ class CheckpointPlugin(TrainerPlugin):
     @TrainerPlugin.hook
     def before_training_epoch(self, epoch: int, **kw) -> None:
         if epoch == self.first_epoch and self.resume_from is not None:
-            self.trainer.optimizer.load_state_dict(self.resume_from.optimizer)
-            self._scheduler().load_state_dict(self.resume_from.scheduler)
-            restore_random_states(self.resume_from.random)
+            self.resume_from.restore_training(self.trainer.optimizer, self._scheduler())
         elif epoch > self.first_epoch:
-            self.checkpoints.save(TrainingState(
-                epoch=epoch - 1, model=trainable_state(self.model), optimizer=self.trainer.optimizer.state_dict(),
-                scheduler=self._scheduler().state_dict(), random=random_states(),
-                loss_log=read_loss_log(self.output_dir)))
+            self.checkpoints.save(TrainingState.capture(epoch - 1, self.model, self.trainer.optimizer,
+                                                        self._scheduler(), self.output_dir))
 
     @TrainerPlugin.hook
     def after_training_loop(self, **kw) -> None:
