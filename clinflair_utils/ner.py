@@ -34,7 +34,7 @@ from .embeddings import attach_vectors, cacheable, cached_vectors, character_dic
 from .errors import ClinflairError
 from .files import atomic_path
 from .lm import quiet_flair_console
-from .crf import linear_crf
+from .linear import linear_tagger
 from .records import LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
@@ -307,11 +307,12 @@ def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSetting
 
 
 def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path,
-                 crf: str = "linear", after_epoch: Callable[[SequenceTagger, int, float], None] | None = None,
+                 layers: str = "linear", after_epoch: Callable[[SequenceTagger, int, float], None] | None = None,
                  checkpoints: EpochCheckpoints | None = None) -> SequenceTagger:
     """flair's BiLSTM-CRF ``SequenceTagger`` trained on the prepared run and saved into
-    ``output_dir``; its CRF computed step by step (:mod:`clinflair_utils.crf`), or as flair computes
-    it with ``crf="flair"`` (the same model, slower where tags are many: for measuring).
+    ``output_dir``; its LSTM and CRF computed at a cost linear in the line length
+    (:mod:`clinflair_utils.linear`), or as flair computes them with ``layers="flair"`` (the same
+    model, slower on long lines and many tags: for measuring; see :data:`clinflair_utils.linear.TAGGER_LAYERS`).
     ``after_epoch``: see :func:`train_from_tensors` (the tensor trainer only).
 
     Both trainers save a checkpoint after every epoch (:mod:`clinflair_utils.resume`): called again
@@ -336,10 +337,9 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
             use_crf=settings.use_crf,
             rnn_layers=settings.rnn_layers,
         )
-    if crf == "linear":
-        linear_crf(tagger)
+    linear_tagger(tagger, layers)
     output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = checkpoints or run_checkpoints(prepared, seed, settings, output_dir, crf)
+    checkpoints = checkpoints or run_checkpoints(prepared, seed, settings, output_dir, layers)
     with quiet_flair_console():
         if prepared.trainer == "tensor":
             features = TokenFeatures(prepared.stack, prepared.train, prepared.tables)
@@ -381,18 +381,19 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
 
 
 def run_checkpoints(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path,
-                    crf: str = "linear") -> EpochCheckpoints:
+                    layers: str = "linear") -> EpochCheckpoints:
     """The epoch checkpoints of a run in ``output_dir``; one is resumed only by the same run: the
     same data, embeddings, seed and settings."""
     run = {"corpus": prepared.corpus.name, "embeddings": [e.name for e in prepared.stack.embeddings],
            "seed": seed, "settings": asdict(settings), "train_sentences": len(prepared.train),
-           "train_tokens": prepared.train_tokens, "trainer": prepared.trainer, "crf": crf}
+           "train_tokens": prepared.train_tokens, "trainer": prepared.trainer, "layers": layers}
     return EpochCheckpoints(output_dir, run)
 
 
 def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
                scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float,
-               expected_seconds: float | None = None, resumed_after_epoch: int = 0) -> RunRecord:
+               expected_seconds: float | None = None, resumed_after_epoch: int = 0,
+               tagger_layers: str = "linear") -> RunRecord:
     """The record of a finished run: what it was, where it ran, what it scored."""
     corpus = prepared.corpus
     return RunRecord(
@@ -417,6 +418,7 @@ def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerS
         training_seconds=round(training_seconds, 1),
         expected_seconds=None if expected_seconds is None else round(expected_seconds, 1),
         resumed_after_epoch=resumed_after_epoch,
+        tagger_layers=tagger_layers,
         **scores,
     )
 
@@ -534,8 +536,8 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
 
 
 def load_tagger(path: Path | str) -> SequenceTagger:
-    """A trained tagger from its file, its CRF computed step by step; a file that is missing, cut off
-    or not a flair sequence tagger is refused with its path and what to do."""
+    """A trained tagger from its file, its LSTM and CRF computed at linear cost; a file that is
+    missing, cut off or not a flair sequence tagger is refused with its path and what to do."""
     path = Path(path)
     if not path.is_file():
         raise ClinflairError(f"no tagger model at {path} (a run writes {TAGGER_FILE} into its output_dir)")
@@ -548,7 +550,7 @@ def load_tagger(path: Path | str) -> SequenceTagger:
                              "complete (a run stopped before its end leaves none: rerun it)") from error
     if not isinstance(model, SequenceTagger):
         raise ClinflairError(f"{path}: a flair {type(model).__name__}, not a sequence tagger")
-    return linear_crf(model)
+    return linear_tagger(model)
 
 
 def tag_text(model: SequenceTagger | Path | str, text: str) -> list[dict]:

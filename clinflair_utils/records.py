@@ -216,6 +216,9 @@ class RunRecord:
     expected_seconds: float | None = None  # what was expected before the run started (results.expected_run_time)
     # a run resumed from a checkpoint: its seconds count only the epochs after this one
     resumed_after_epoch: int = 0
+    # how the tagger's LSTM and CRF were computed (clinflair_utils.linear.TAGGER_LAYERS): the same
+    # model each way, to float rounding; None in records made before it was recorded
+    tagger_layers: str | None = None
 
     @property
     def settings(self) -> NerSettings:

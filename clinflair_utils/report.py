@@ -348,31 +348,36 @@ def lm_speed_block(sources: Sources) -> str:
     return "\n".join(lines) + "\n"
 
 
+# what each of clinflair_utils.linear.TAGGER_LAYERS computes, as the crf block names it
+LAYER_NAMES = {"flair": "flair's", "linear-crf": "step-by-step CRF", "linear": "step-by-step CRF, padded LSTM"}
+
+
 def crf_block(sources: Sources) -> str:
-    """The tagger on few against many tags, with flair's CRF and the step-by-step one (``benchmarks/crf.py``)."""
+    """The tagger on few against many tags and long lines, with flair's layers and the linear ones
+    (``benchmarks/crf.py``)."""
     measured = sources.benchmark("crf_cpu.json")
     if not measured:
         return "Not measured yet: `python benchmarks/crf.py --json benchmarks/results/crf_cpu.json`.\n"
-    lines = ["| corpus | tags | tokens a line (mean, max) | CRF | training tokens/s | × CANTEMIST's | "
+    lines = ["| corpus | tags | tokens a line (mean, max) | layers | training tokens/s | × CANTEMIST's | "
              "test split (s) | micro F1 (seeds) |", "|---|---|---|---|---|---|---|---|"]
-    for name, by_crf in measured["summary"].items():
+    for name, by_layers in measured["summary"].items():
         corpus = measured["corpora"][name]
-        for crf, row in by_crf.items():
+        for layers, row in by_layers.items():
             sd = f" ± {100 * row['micro_f1_sd']:.1f}" if row["micro_f1_sd"] is not None else ""
             lines.append(f"| {name} | {corpus['tags']} | {corpus['mean_length']:.0f}, {corpus['max_length']} | "
-                         f"{'flair' if crf == 'flair' else 'step by step'} | {row['tokens_per_second']:,} | "
+                         f"{LAYER_NAMES[layers]} | {row['tokens_per_second']:,} | "
                          f"{row['ratio_to_cantemist']:.2f} | {row['test_seconds']:.1f} | {100 * row['micro_f1_mean']:.1f}"
-                         f"{sd} ({len(measured['runs'][name][crf])}) |")
+                         f"{sd} ({len(measured['runs'][name][layers])}) |")
     quick = measured["quick_chars_on_long_lines"]
     profiled = measured.get("profile", {})
     if profiled:
         lines += ["", "Where the time goes (torch's profiler, one epoch of 20 lines of UD GSD with 20 sentences a "
                       "line, then scoring 20; the operators that took the most self time): " + "; ".join(
-                          f"{'flair' if crf == 'flair' else 'step by step'}, {stage} {share['seconds']} s: "
+                          f"{LAYER_NAMES[layers]}, {stage} {share['seconds']} s: "
                           + ", ".join(f"{op.replace('autograd::engine::evaluate_function: ', '')} {pct}%"
                                       for op, pct in list(share["top"].items())[:3])
-                          for crf, stages in profiled.items() for stage, share in stages.items()) + "."]
-    return ("\n".join(lines) + f"\n\nThe quick profile's `chars` run (its settings, the step-by-step CRF) on "
+                          for layers, stages in profiled.items() for stage, share in stages.items()) + "."]
+    return ("\n".join(lines) + f"\n\nThe quick profile's `chars` run (its settings, the linear layers) on "
             f"{quick['corpus']} ({quick['train_sentences']:,} training lines of {quick['mean_length']:.0f} tokens on "
             f"average, at most {quick['max_length']}; {quick['test_sentences']:,} test lines), start to end: "
             f"{quick['wall_seconds'] / 60:.1f} minutes. `chars` embeddings, the tensor trainer, "

@@ -110,7 +110,7 @@ RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "t
                "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
                "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1", "trainer",
                "macro_f1", "micro_precision", "micro_recall", "per_type", "train_tokens", "gpu", "cpu_threads",
-               "expected_seconds", "resumed_after_epoch"}
+               "expected_seconds", "resumed_after_epoch", "tagger_layers"}
 QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
 
 
@@ -128,7 +128,7 @@ def test_record_schema_and_files(cached_run) -> None:
     assert ner.RunRecord.load(out / "run" / records.RUN_RECORD_FILE) == record and set(on_disk) == RECORD_KEYS
     assert record.dataset == "nubes" and record.seed == 7 and record.test_sentences == 2762
     assert record.train_sentences == 1500 and record.train_sentences_available == 13802 + 1840
-    assert record.settings.optimizer == "adam" and record.epochs_run == 3
+    assert record.settings.optimizer == "adam" and record.epochs_run == 3 and record.tagger_layers == "linear"
     assert set(record.versions) == {"python", "flair", "torch", "clinflair_utils"}
     assert set(record.per_type) == {"NEG", "NSCO", "UNC", "USCO"}
     assert sum(t["support"] for t in record.per_type.values()) == 3548  # every test entity

@@ -1,4 +1,15 @@
-"""The tagger's CRF at a cost linear in the line length, over flair's own parameters.
+"""The tagger at a cost linear in the line length: its CRF and its LSTM, over flair's own parameters.
+
+Two parts of flair's ``SequenceTagger`` cost time quadratic in the batch's longest line on a CPU, so
+that a corpus of long lines trains many times slower per token than one of sentences:
+
+- the LSTM over a ``PackedSequence``: torch's CPU kernel takes a slice of the whole batch's input
+  and states at every time step, and autograd answers each slice with a gradient the size of the
+  whole batch (zeros filled, then added): (batch tokens) x (line length) work in the backward pass.
+  :class:`PaddedLSTM` runs the same LSTM over the padded batch, one direction at a time, the
+  backward direction on each line reversed within its own length: the outputs at every real token
+  are the packed LSTM's (to float rounding), and the backward pass is linear;
+- the CRF, below.
 
 flair's ``CRF.forward`` expands the emission scores into a (batch, length, tags, tags) tensor, and
 its ``ViterbiLoss`` and ``ViterbiDecoder`` work on that tensor: cost and memory grow with the tags
@@ -11,10 +22,10 @@ everything else. The same model computed step by step:
 - decoding: flair's Viterbi recursion, with (batch, tags, tags) work per token and the same ties,
   confidences and back-pointers, so the tags and their scores are flair's.
 
-:func:`linear_crf` puts both into a ``SequenceTagger`` in place of flair's: the parameters (the
-transition matrix ``crf.transitions``, the emission layer) are the model's own, so the tagger saves,
-loads, evaluates and predicts as flair's does, and a model loaded by flair alone gives the same
-predictions.
+:func:`linear_tagger` puts these into a ``SequenceTagger`` in place of flair's: the parameters (the
+LSTM's weights, the transition matrix ``crf.transitions``, the emission layer) are the model's own
+under their own names, so the tagger saves, loads, evaluates and predicts as flair's does, and a
+model loaded by flair alone gives the same predictions.
 """
 
 from __future__ import annotations
@@ -23,6 +34,53 @@ import torch
 from flair.data import Dictionary, Sentence
 from flair.models import SequenceTagger
 from flair.models.sequence_tagger_utils.viterbi import START_TAG, STOP_TAG, ViterbiDecoder
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+# what a tagger's layers are computed with: "linear" (the step-by-step CRF and the padded LSTM),
+# "linear-crf" (the step-by-step CRF over flair's packed LSTM) or "flair" (flair's own); the same
+# model each time, measured apart by benchmarks/crf.py
+TAGGER_LAYERS = ("linear", "linear-crf", "flair")
+
+
+class PaddedLSTM(torch.nn.LSTM):
+    """flair's tagger LSTM (one layer, both directions) computed over the padded batch.
+
+    Called with a ``PackedSequence`` as flair's tagger calls it, it returns the packed output flair
+    expects, each direction computed by torch's LSTM over a padded (batch, longest, features) tensor:
+    the forward direction as the lines are, the backward direction over each line reversed within
+    its own length, so padding never reaches a real token's state. The final states are not
+    computed (``None``: the tagger does not read them). Anything else (a tensor, initial states,
+    several layers) goes to torch's own LSTM.
+    """
+
+    def forward(self, input, hx=None):  # noqa: A002 (torch's signature)
+        if not isinstance(input, PackedSequence) or hx is not None or self.num_layers != 1 \
+                or not self.bidirectional or self.proj_size:
+            return super().forward(input, hx)
+        padded, lengths = pad_packed_sequence(input, batch_first=True)  # the lines in their own order
+        longest = padded.shape[1]
+        positions = torch.arange(longest, device=padded.device).unsqueeze(0)
+        line_lengths = lengths.to(padded.device).unsqueeze(1)
+        # within its length each line reversed, the padding in place: applied twice, the identity
+        reversal = torch.where(positions < line_lengths, line_lengths - 1 - positions, positions)
+        reversal = reversal.unsqueeze(2)
+        forward_states = self._one_direction(padded, "")
+        backward_states = self._one_direction(padded.gather(1, reversal.expand_as(padded)), "_reverse")
+        backward_states = backward_states.gather(1, reversal.expand_as(backward_states))
+        output = torch.cat([forward_states, backward_states], dim=2)
+        if input.sorted_indices is not None:
+            output, lengths = output[input.sorted_indices], lengths[input.sorted_indices.cpu()]
+        packed = pack_padded_sequence(output, lengths, batch_first=True)
+        return PackedSequence(packed.data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), None
+
+    def _one_direction(self, padded: torch.Tensor, suffix: str) -> torch.Tensor:
+        """The states of one direction's LSTM over ``padded`` (batch first), from zero states."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
+        weights = [getattr(self, f"{name}_l0{suffix}") for name in names]
+        zeros = padded.new_zeros(1, padded.shape[0], self.hidden_size)
+        states, _, _ = torch.lstm(padded, (zeros, zeros), weights, self.bias, 1, 0.0, self.training,
+                                  False, True)
+        return states
 
 
 class EmissionsCRF(torch.nn.Module):
@@ -127,10 +185,18 @@ class LinearViterbiDecoder(ViterbiDecoder):
         return tags_out, all_tags
 
 
-def linear_crf(tagger: SequenceTagger) -> SequenceTagger:
-    """``tagger`` (a CRF tagger) with the step-by-step loss and decoder in place of flair's; its
-    parameters, and what it saves, are unchanged. A tagger without a CRF is returned as it is."""
-    if tagger.use_crf and not isinstance(tagger.crf, EmissionsCRF):
+def linear_tagger(tagger: SequenceTagger, layers: str = "linear") -> SequenceTagger:
+    """``tagger`` with the padded LSTM and the step-by-step CRF's loss and decoder in place of flair's
+    (``layers``: see :data:`TAGGER_LAYERS`); its parameters, and what it saves, are unchanged. A
+    tagger without a CRF or an LSTM keeps flair's for that part."""
+    if layers not in TAGGER_LAYERS:
+        raise ValueError(f"tagger layers {layers!r}: one of {', '.join(TAGGER_LAYERS)}")
+    rnn = getattr(tagger, "rnn", None)
+    if layers == "linear" and type(rnn) is torch.nn.LSTM:
+        # the same module, parameters and all (an optimizer made before keeps them), computed by
+        # the subclass, which adds no state
+        rnn.__class__ = PaddedLSTM
+    if layers != "flair" and tagger.use_crf and not isinstance(tagger.crf, EmissionsCRF):
         tagger.crf = EmissionsCRF(tagger.crf.transitions)
         tagger.loss_function = LinearViterbiLoss(tagger.label_dictionary)
         tagger.viterbi_decoder = LinearViterbiDecoder(tagger.label_dictionary)

@@ -1,6 +1,8 @@
-"""The step-by-step CRF against flair's own: the same loss, gradients, tags and confidences on real
-sentences of a corpus of few tags (CANTEMIST: 5) and of many (UD GSD's part-of-speech tags: 69),
-and a tagger trained with it that flair saves, loads and evaluates as its own."""
+"""The tagger's layers at linear cost against flair's own: the step-by-step CRF gives the same loss,
+gradients, tags and confidences on real sentences of a corpus of few tags (CANTEMIST: 5) and of many
+(UD GSD's part-of-speech tags: 69); the padded LSTM the same states and gradients as torch's packed
+one on sentences and on long lines; a tagger trained with both is flair's to save, load and
+evaluate."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from flair.models import SequenceTagger
 from flair.models.sequence_tagger_utils.viterbi import ViterbiDecoder, ViterbiLoss
 
 from clinflair_utils import records
-from clinflair_utils.crf import EmissionsCRF, linear_crf
+from clinflair_utils.linear import EmissionsCRF, PaddedLSTM, linear_tagger
 from clinflair_utils.data import load_corpus, upos_corpus
 from clinflair_utils.embeddings import character_dictionary
 from clinflair_utils.ner import NerSettings, run_ner
@@ -40,7 +42,7 @@ def tagger_for(corpus: Corpus, seed: int = 1) -> SequenceTagger:
 def emissions_of(tagger: SequenceTagger, sentences: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The emission scores, lengths and gold tags of a batch, sorted longest first as flair sorts it."""
     sentences = sorted(sentences, key=len, reverse=True)
-    fast = linear_crf(copy.deepcopy(tagger))
+    fast = linear_tagger(copy.deepcopy(tagger))
     emissions, lengths, _ = fast.forward(*fast._prepare_tensors(sentences))
     return emissions, lengths, fast._prepare_label_tensor(sentences)
 
@@ -66,7 +68,7 @@ def test_loss_and_gradients_equal_flairs_viterbi_loss(corpora, name: str, tags: 
         theirs = ViterbiLoss(tagger.label_dictionary)((expanded(e, t), lengths, t), gold)
         their_gradients = torch.autograd.grad(theirs, (e, t))
         e2, t2 = e.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
-        ours = linear_crf(copy.deepcopy(tagger)).loss_function((e2, lengths, t2), gold)
+        ours = linear_tagger(copy.deepcopy(tagger)).loss_function((e2, lengths, t2), gold)
         our_gradients = torch.autograd.grad(ours, (e2, t2))
         assert ours.item() == pytest.approx(theirs.item(), rel=tolerance), dtype
         for mine, flairs in zip(our_gradients, their_gradients):
@@ -83,12 +85,46 @@ def test_decoding_equals_flairs_viterbi_decoder(corpora, name: str) -> None:
     with torch.no_grad():
         theirs, their_all = ViterbiDecoder(tagger.label_dictionary).decode(
             (expanded(emissions, transitions), lengths, transitions), True, sentences)
-        ours, our_all = linear_crf(copy.deepcopy(tagger)).viterbi_decoder.decode(
+        ours, our_all = linear_tagger(copy.deepcopy(tagger)).viterbi_decoder.decode(
             (emissions, lengths, transitions), True, sentences)
     assert [[tag for tag, _ in sentence] for sentence in ours] == [[tag for tag, _ in sentence] for sentence in theirs]
     assert [c for s in ours for _, c in s] == pytest.approx([c for s in theirs for _, c in s], rel=1e-5)
     assert [[[label.value for label in token] for token in s] for s in our_all] == \
         [[[label.value for label in token] for token in s] for s in their_all]
+
+
+@pytest.mark.parametrize("sentences_per_line", [1, 20])
+def test_padded_lstm_equals_torchs_packed_lstm(sentences_per_line: int) -> None:
+    corpus = upos_corpus(sentences_per_line)
+    tagger = tagger_for(corpus)
+    # lines of many lengths, in a batch sorted as flair sorts it
+    sentences = sorted(list(corpus.train)[:24], key=len, reverse=True)
+    with torch.no_grad():
+        inputs, lengths = tagger._prepare_tensors(sentences)
+    assert lengths.max() > (400 if sentences_per_line > 1 else 30) and lengths.min() < lengths.max()
+    # a loss that reaches every state differently, the same for both
+    weights = torch.randn(len(sentences), int(lengths.max()), 2 * tagger.rnn.hidden_size,
+                          generator=torch.Generator().manual_seed(0))
+    results = []
+    for layers in ("linear-crf", "linear"):
+        model = linear_tagger(copy.deepcopy(tagger), layers).train()
+        assert (type(model.rnn) is PaddedLSTM) == (layers == "linear")
+        packed = torch.nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True)
+        output, _ = model.rnn(packed)
+        states, _ = torch.nn.utils.rnn.pad_packed_sequence(output, batch_first=True)
+        (states * weights).sum().backward()
+        results.append((states.detach(), {name: p.grad for name, p in model.rnn.named_parameters()}))
+    (theirs, their_gradients), (ours, our_gradients) = results
+    assert torch.equal(output.batch_sizes, packed.batch_sizes)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert our_gradients.keys() == their_gradients.keys()  # the same parameters, by flair's names
+    for name, gradient in their_gradients.items():
+        assert torch.allclose(our_gradients[name], gradient, rtol=1e-4, atol=1e-4 * float(gradient.abs().max())), name
+
+
+def test_unknown_tagger_layers_are_refused(corpora) -> None:
+    with pytest.raises(ValueError, match="linear-crf"):
+        linear_tagger(tagger_for(corpora["cantemist"]), "fast")
 
 
 def test_a_tagger_trained_with_it_is_flairs_to_save_load_and_evaluate(corpora, tmp_path: Path) -> None:
@@ -99,8 +135,10 @@ def test_a_tagger_trained_with_it_is_flairs_to_save_load_and_evaluate(corpora, t
                            trainer="tensor", length_buckets=True)
     record, tagger, _ = run_ner(corpus, "chars", 1, settings, tmp_path / "run", corpus=corpus)
     assert isinstance(tagger.crf, EmissionsCRF)  # trained and evaluated step by step
+    assert isinstance(tagger.rnn, PaddedLSTM)
     loaded = SequenceTagger.load(tmp_path / "run" / records.TAGGER_FILE)
-    assert not isinstance(loaded.crf, EmissionsCRF)  # flair's own CRF, from flair's own file
+    # flair's own CRF and LSTM, from flair's own file
+    assert not isinstance(loaded.crf, EmissionsCRF) and type(loaded.rnn) is torch.nn.LSTM
     assert torch.equal(loaded.crf.transitions, tagger.crf.transitions.detach())
     test = list(corpus.test)
     for sentence in test:  # the run left its own vectors on the tokens
