@@ -62,7 +62,7 @@ class BookReport:
 
 # what each chapter's content depends on, besides its parameters: the profile sections it reads
 CHAPTER_SECTIONS = {"pretraining": ("pretraining",), "embeddings": ("pretraining",), "tutorial": ("pretraining",),
-                    "results": ("ner",)}
+                    "results": ("ner", "results")}
 
 
 def profile_digest(profile: dict, sections: tuple[str, ...]) -> str:
@@ -217,7 +217,8 @@ class BookPlan:
     def chapter_parameters(self, name: str) -> dict:
         if name == "ner":
             raise ValueError(f"{name}: the NER chapter is the example run's notebook, not a job of its own")
-        return chapter_parameters(name, self.paths, self.common["profile"], self.rel)
+        compare_with = tuple(self.profile.get("results", {}).get("compare_with", ()))
+        return chapter_parameters(name, self.paths, self.common["profile"], self.rel, compare_with=compare_with)
 
     def chapter(self, name: str, always: bool = False) -> Job:
         """The job that executes chapter ``name``; ``always``: even when it is done (the results)."""

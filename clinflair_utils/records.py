@@ -127,13 +127,15 @@ CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")  # the bo
 
 
 def chapter_parameters(chapter: str, paths: BookPaths, profile: str, place: Callable[[Path], str] = str,
-                       run: tuple[str, str, int] | None = None, models: Path | None = None) -> dict:
+                       run: tuple[str, str, int] | None = None, models: Path | None = None,
+                       compare_with: tuple[str, ...] = ()) -> dict:
     """The parameters a chapter template is executed with, laid out by ``paths``: the one place
     (beside the templates' own parameter cells) that names them, for the book's main job and for a
     chapter launched on Colab alike. ``place`` writes a path as the notebook should see it (the book:
     relative to its root); ``run``: the NER chapter's (dataset, embeddings, seed); ``models``: the
     language models' folder when it is not the profile's own (a launched chapter reads the book's
-    committed ones)."""
+    committed ones); ``compare_with``: the profiles whose committed records the results chapter sets
+    beside this profile's (the profile's ``results.compare_with``)."""
     models = paths.models if models is None else models
     if chapter == "pretraining":
         return {"profile": profile, "output_dir": place(paths.pretraining), "book_root": place(paths.source)}
@@ -152,7 +154,8 @@ def chapter_parameters(chapter: str, paths: BookPaths, profile: str, place: Call
                 "cache_dir": place(paths.work / "cache"), "book_root": place(paths.source)}
     if chapter == "results":
         return {"profile": profile, "records_dir": place(paths.records), "book_dir": place(paths.book),
-                "benchmarks_dir": place(paths.benchmarks)}
+                "benchmarks_dir": place(paths.benchmarks),
+                "compare_tiers": {name: place(paths.book / "records" / name) for name in compare_with}}
     raise ClinflairError(f"no chapter {chapter!r}: the chapters are {', '.join(CHAPTERS)}")
 
 

@@ -424,6 +424,30 @@ def tier_comparison(tiers: dict[str, pd.DataFrame], candidate: str = "clinical",
     return joined[["difference", "ci_low", "ci_high", "seeds", "p_holm", "verdict"]]
 
 
+def tier_language_models(tiers: dict[str, Path | str]) -> pd.DataFrame:
+    """The language models of each tier (``tiers``: name -> records folder): rows (tier, model) with
+    their units, training characters and updates (forward direction; the backward one matches) and
+    bits per character on each held-out text (``bpc <text>``: mean of the two directions), where
+    measured."""
+    rows = {}
+    for tier, records_dir in tiers.items():
+        bpc = read_bpc(records_dir)
+        for name, lm in lm_records(records_dir).items():
+            if not name.endswith("-forward"):
+                continue
+            model = name.removesuffix("-forward")
+            row = {"units": lm["config"]["hidden_size"], "characters": lm.get("train_characters"),
+                   "updates": lm.get("updates")}
+            if bpc is not None and model in set(bpc["model"]):
+                held_out = bpc[bpc["model"] == model].drop(columns=["model", "direction"]).mean()
+                row.update({f"bpc {text.removesuffix(' text')}": round(value, 3) for text, value in held_out.items()})
+            rows[(tier, model)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if not table.empty:
+        table.index.names = ["tier", "model"]
+    return table
+
+
 def plot_tier_comparison(comparison: pd.DataFrame, candidate: str = "clinical"):
     """One panel per baseline: ``candidate`` minus it per dataset (points, 95% intervals), one
     colour per tier, a line at zero."""

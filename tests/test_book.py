@@ -54,6 +54,17 @@ def test_the_parameters_the_book_and_colab_give_are_the_templates_own(chapter: s
     assert set(given) <= declared, f"{chapter}: {sorted(set(given) - declared)} not in its parameters cell"
 
 
+def test_the_results_chapter_sets_the_tiers_the_profile_names_beside_its_own(tmp_path: Path) -> None:
+    from clinflair_utils.book import BookPlan
+    from clinflair_utils.profiles import load_profile
+
+    paths = BookPaths(ROOT, tmp_path, "cpu512")
+    given = BookPlan("cpu512", load_profile("cpu512"), paths).chapter_parameters("results")
+    assert given["records_dir"] == "book/records/cpu512" and given["compare_tiers"] == {"cpu": "book/records/cpu"}
+    assert BookPlan("cpu", load_profile("cpu"), BookPaths(ROOT, tmp_path, "cpu")).chapter_parameters(
+        "results")["compare_tiers"] == {}
+
+
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
     executed = ROOT / "book" / "pretraining.ipynb"
     ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]

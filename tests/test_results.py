@@ -200,6 +200,26 @@ def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
     assert results.tier_comparison({"empty": small[small["embeddings"] == "chars"]}).empty
 
 
+def test_tier_language_models_give_each_tiers_units_updates_and_held_out_bpc(tmp_path: Path) -> None:
+    committed = ROOT / "book" / "records" / "cpu"
+    # a second tier: the committed general models' records at another size, without bpc.json
+    (tmp_path / "lm").mkdir()
+    for direction in ("forward", "backward"):
+        lm = json.loads((committed / "lm" / f"general-{direction}.json").read_text())
+        lm["config"]["hidden_size"], lm["updates"] = 512, 9000
+        (tmp_path / "lm" / f"general-{direction}.json").write_text(json.dumps(lm))
+    table = results.tier_language_models({"cpu": committed, "bigger": tmp_path})
+    assert list(table.index) == [("cpu", m) for m in ("clinical", "control", "general", "referrals")] + \
+        [("bigger", "general")]
+    bpc = results.held_out_bpc(committed)
+    general = table.loc[("cpu", "general")]
+    assert general["units"] == 256 and general["updates"] == 2407
+    assert general["bpc general"] == pytest.approx(bpc.loc["general", "general text"].mean(), abs=5e-4)
+    assert general["bpc clinical"] > table.loc[("cpu", "clinical"), "bpc clinical"]
+    assert table.loc[("bigger", "general"), "units"] == 512
+    assert pd.isna(table.loc[("bigger", "general"), "bpc general"])  # not measured there
+
+
 def test_learning_curves_choose_the_first_epoch_within_a_point_of_the_best() -> None:
     from clinflair_utils.records import CurveRecord
 
