@@ -348,6 +348,35 @@ def lm_speed_block(sources: Sources) -> str:
     return "\n".join(lines) + "\n"
 
 
+def vector_precision_block(sources: Sources) -> str:
+    """The cached vectors computed in float32 against bfloat16 autocast, and the F1 of taggers
+    trained on each (``benchmarks/vector_precision.py``)."""
+    measured = sources.benchmark("vector_precision_cpu.json")
+    if not measured:
+        return ("Not measured yet: `python benchmarks/vector_precision.py --models-dir "
+                "output/cpu512/pretraining/models --json benchmarks/results/vector_precision_cpu.json`.\n")
+    lines = ["| vectors computed in | characters/s | micro F1 (seeds) |", "|---|---|---|"]
+    for precision, row in measured["precisions"].items():
+        sd = f" ± {100 * row['micro_f1_sd']:.1f}" if row["micro_f1_sd"] is not None else ""
+        lines.append(f"| {precision} | {row['characters_per_second']:,} | {100 * row['micro_f1_mean']:.1f}{sd} "
+                     f"({len(row['runs'])}) |")
+    units = sorted(set(measured["models"].values()))
+    settings = measured["settings"]
+    lines += ["", f"{measured['dataset']}, `{measured['embeddings']}` ({' and '.join(map(str, units))}-unit "
+              f"models), {measured['sentences']:,} sentences ({measured['characters']:,} characters: "
+              f"{settings['max_train_sentences']:,} training sentences and the test split), the `{measured['profile']}` "
+              f"NER settings ({settings['max_epochs']} epochs); bfloat16 / float32: {measured['ratio']:.2f}x, F1 "
+              f"difference {100 * measured['f1_difference']:+.1f} points, vectors apart by "
+              f"{measured['vector_difference']['relative_rms']:.1%} (relative RMS). bfloat16 is kept only if it is "
+              "faster and the F1 difference is within the larger seed spread: "
+              + ("it is, and the vectors are computed in bfloat16." if measured["bfloat16_kept"] else
+                 "it is not, so the vectors are computed in float32.")
+              + f" On {results.machine_name(measured)}"
+              + (f", {measured['conditions']}" if measured.get("conditions") else "")
+              + "; from `benchmarks/results/vector_precision_cpu.json`."]
+    return "\n".join(lines) + "\n"
+
+
 # what each of clinflair_utils.linear.TAGGER_LAYERS computes, as the crf block names it
 LAYER_NAMES = {"flair": "flair's", "linear-crf": "step-by-step CRF", "linear": "step-by-step CRF, padded LSTM"}
 
@@ -397,6 +426,7 @@ BLOCKS: dict[str, Callable[[Sources], str]] = {
     "embedding-cache": cache_block,
     "cluster-cost": cluster_block,
     "lm-speed": lm_speed_block,
+    "vector-precision": vector_precision_block,
     "crf": crf_block,
 }
 

@@ -1,0 +1,114 @@
+"""Benchmark: the cached language-model vectors computed in float32 against bfloat16 autocast.
+
+Computing every token's vectors once per corpus and language model is the NER grid's other large
+cost beside training. On a CPU with bfloat16 instructions (avx512_bf16) autocast may compute them
+faster; it is worth keeping only if the taggers trained on them score the same. In one run, with
+one profile's settings and one pair of language models: the vectors of a corpus's training and
+test sentences computed in each precision (stored as float32 either way; seconds and characters per
+second), how far the two tables differ, then the same seeds trained and scored on each. bfloat16 is
+kept only if the mean micro F1 differs by no more than the larger of the two seed spreads (standard
+deviations).
+
+    python benchmarks/vector_precision.py --models-dir output/cpu512/pretraining/models \\
+        --json benchmarks/results/vector_precision_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import flair
+import torch
+
+from clinflair_utils.data import load_corpus
+from clinflair_utils.embeddings import cacheable, cached_vectors, resolve_embeddings
+from clinflair_utils.ner import run_ner, settings_for, training_sentences
+from clinflair_utils.profiles import load_profile
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def computing(precision: str):
+    """The context the vectors are computed in: torch's bfloat16 autocast on the CPU, or none."""
+    if precision == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models-dir", required=True, help="the profile's pre-trained language models")
+    parser.add_argument("--profile", default="cpu512", help="NER settings to use")
+    parser.add_argument("--dataset", default="pharmaconer")
+    parser.add_argument("--embeddings", default="general")
+    parser.add_argument("--max-train-sentences", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--conditions", default="", help="what else ran on the machine meanwhile (kept in the JSON)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    settings = replace(settings_for(load_profile(args.profile)), max_train_sentences=args.max_train_sentences)
+    corpus = load_corpus(args.dataset, verbose=False)
+    sentences = training_sentences(corpus, settings) + list(corpus.test)
+    characters = sum(len(token.text) + 1 for sentence in sentences for token in sentence)
+    stack = resolve_embeddings(args.embeddings, args.models_dir)
+    measured = {"device": str(flair.device), "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
+                "bf16_instructions": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+                "versions": {"flair": flair.__version__, "torch": torch.__version__},
+                "conditions": args.conditions, "profile": args.profile, "settings": asdict(settings),
+                "dataset": args.dataset, "embeddings": args.embeddings,
+                "models": {e.name: e.lm.hidden_size for e in cacheable(stack)},
+                "sentences": len(sentences), "characters": characters, "precisions": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        tables = {}
+        for precision in PRECISIONS:
+            cache_dir = scratch / precision / "cache"
+            started = time.perf_counter()
+            with computing(precision):
+                _, tables[precision] = cached_vectors(sentences, stack, cache_dir)
+            seconds = time.perf_counter() - started
+            row = {"vector_seconds": round(seconds, 1),
+                   "characters_per_second": round(characters * len(tables[precision]) / seconds), "runs": []}
+            print(f"{precision}: vectors of {len(sentences):,} sentences by {len(tables[precision])} models in "
+                  f"{seconds:.0f} s", flush=True)
+            for seed in args.seeds:  # the runs read the vectors just computed (cache hits)
+                record, _, _ = run_ner(corpus, args.embeddings, seed, settings, scratch / precision / f"run-{seed}",
+                                       models_dir=args.models_dir, cache_dir=cache_dir, corpus=corpus)
+                assert record.embedding_cache["misses"] == 0, "the run recomputed the vectors"
+                row["runs"].append({"seed": seed, "micro_f1": round(record.micro_f1, 4),
+                                    "training_seconds": record.training_seconds})
+                print(f"{precision} seed {seed}: micro F1 {record.micro_f1:.4f}", flush=True)
+            f1 = [run["micro_f1"] for run in row["runs"]]
+            row["micro_f1_mean"] = round(statistics.mean(f1), 4)
+            row["micro_f1_sd"] = round(statistics.stdev(f1), 4) if len(f1) > 1 else None
+            measured["precisions"][precision] = row
+        differences = [(a.float() - b.float()) for a, b in zip(tables["float32"], tables["bfloat16"])]
+        measured["vector_difference"] = {
+            "max_abs": round(max(float(d.abs().max()) for d in differences), 4),
+            "relative_rms": round(float(torch.cat([d.flatten() for d in differences]).pow(2).mean().sqrt()
+                                        / torch.cat([t.float().flatten() for t in tables["float32"]]).pow(2).mean()
+                                        .sqrt()), 4)}
+    fp32, bf16 = measured["precisions"]["float32"], measured["precisions"]["bfloat16"]
+    measured["ratio"] = round(bf16["characters_per_second"] / fp32["characters_per_second"], 2)
+    measured["f1_difference"] = round(bf16["micro_f1_mean"] - fp32["micro_f1_mean"], 4)
+    spread = max(fp32["micro_f1_sd"] or 0, bf16["micro_f1_sd"] or 0)
+    measured["bfloat16_kept"] = abs(measured["f1_difference"]) <= spread and measured["ratio"] > 1
+    print(f"bfloat16 / float32 vectors: {measured['ratio']}x; micro F1 {100 * fp32['micro_f1_mean']:.1f} vs "
+          f"{100 * bf16['micro_f1_mean']:.1f} (difference {100 * measured['f1_difference']:+.1f}, seed spread "
+          f"{100 * spread:.1f}); vectors differ by {measured['vector_difference']}; "
+          f"bfloat16 {'kept' if measured['bfloat16_kept'] else 'not kept'}")
+    if args.json:
+        args.json.write_text(json.dumps(measured, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
