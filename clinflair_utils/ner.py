@@ -297,7 +297,8 @@ def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSetting
         if cache_dir is None:
             raise ClinflairError("use_cache needs a cache_dir")
         started = time.time()
-        report, prepared.tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision)
+        report, prepared.tables = cached_vectors(train + test, stack, cache_dir, precision=settings.cache_precision,
+                                                 compute=settings.cache_compute)
         # the tensor trainer reads the training rows itself; flair's reads vectors on the tokens
         attach_vectors(test if trainer == "tensor" else train + test, stack, prepared.tables,
                        first_row=prepared.train_tokens if trainer == "tensor" else 0)

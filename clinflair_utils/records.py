@@ -181,6 +181,8 @@ class NerSettings:
     # padded batches (train_from_tensors), for cached language models and character embeddings
     trainer: str = "flair"
     cache_precision: str = "model"  # "float16": cached language-model vectors in half precision
+    # "bfloat16": the cached vectors computed in bfloat16 autocast (benchmarks/vector_precision.py)
+    cache_compute: str = "float32"
 
 
 @dataclass

@@ -369,8 +369,8 @@ def vector_precision_block(sources: Sources) -> str:
               f"difference {100 * measured['f1_difference']:+.1f} points, vectors apart by "
               f"{measured['vector_difference']['relative_rms']:.1%} (relative RMS). bfloat16 is kept only if it is "
               "faster and the F1 difference is within the larger seed spread: "
-              + ("it is, and the vectors are computed in bfloat16." if measured["bfloat16_kept"] else
-                 "it is not, so the vectors are computed in float32.")
+              + ("it is, and the `cpu512` tier computes its vectors in bfloat16 (NER setting `cache_compute`)."
+                 if measured["bfloat16_kept"] else "it is not, so the vectors are computed in float32.")
               + f" On {results.machine_name(measured)}"
               + (f", {measured['conditions']}" if measured.get("conditions") else "")
               + "; from `benchmarks/results/vector_precision_cpu.json`."]

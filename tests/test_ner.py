@@ -288,6 +288,21 @@ def test_half_precision_cache_is_a_separate_file_close_to_the_models_vectors(mod
         emb.cached_vectors(sentences, stack, tmp_path, precision="int8")
 
 
+def test_bfloat16_computed_cache_is_a_separate_file_close_to_float32(models: Path, nubes, tmp_path: Path) -> None:
+    sentences = list(nubes.test)[:40]
+    stack = emb.resolve_embeddings("clinical", models)
+    full_report, full = emb.cached_vectors(sentences, stack, tmp_path)
+    fast_report, fast = emb.cached_vectors(sentences, stack, tmp_path, compute="bfloat16")
+    assert fast_report.misses == 2 and set(fast_report.files).isdisjoint(full_report.files)
+    assert [t.dtype for t in fast] == [torch.float32] * 2  # stored as the model's dtype
+    for a, b in zip(full, fast):
+        assert not torch.equal(a, b)  # computed in bfloat16 indeed
+        assert float((a - b).pow(2).mean().sqrt() / a.pow(2).mean().sqrt()) < 0.03
+    assert emb.cached_vectors(sentences, stack, tmp_path, compute="bfloat16")[0].hits == 2
+    with pytest.raises(ClinflairError, match="unknown cache compute precision 'int4'"):
+        emb.cached_vectors(sentences, stack, tmp_path, compute="int4")
+
+
 def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_leaves_none(
         models: Path, nubes, tmp_path: Path) -> None:
     sentences = list(nubes.test)[:20]
