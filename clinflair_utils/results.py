@@ -418,9 +418,11 @@ def tier_comparison(tiers: dict[str, pd.DataFrame], candidate: str = "clinical",
     if not tables:
         return pd.DataFrame()
     joined = pd.concat(tables, names=["tier"]).reorder_levels(["baseline", "dataset", "tier"])
-    order = {name: i for i, name in enumerate(tiers)}
+    # baselines in the order asked, tiers in the order given, datasets alphabetically
+    order = {"tier": {name: i for i, name in enumerate(tiers)},
+             "baseline": {name: i for i, name in enumerate(baselines)}}
     joined = joined.sort_index(level=["baseline", "dataset", "tier"],
-                               key=lambda level: level.map(order) if level.name == "tier" else level)
+                               key=lambda level: level.map(order[level.name]) if level.name in order else level)
     return joined[["difference", "ci_low", "ci_high", "seeds", "p_holm", "verdict"]]
 
 

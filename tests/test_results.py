@@ -197,6 +197,9 @@ def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
     assert table.loc[("general", "b", "512 units"), "verdict"] == "better"
     figure = results.plot_tier_comparison(table)
     assert [axis.get_title() for axis in figure.axes] == ["clinical − general"]
+    three = results.tier_comparison({"256 units": frame({("a", e): [0.5, 0.6, 0.55] for e in
+                                                         ("clinical", "general", "control", "chars")})})
+    assert list(dict.fromkeys(three.index.get_level_values("baseline"))) == ["general", "control", "chars"]
     assert results.tier_comparison({"empty": small[small["embeddings"] == "chars"]}).empty
 
 
