@@ -65,6 +65,11 @@ CHAPTER_SECTIONS = {"pretraining": ("pretraining",), "embeddings": ("pretraining
                     "results": ("ner", "results")}
 
 
+def without_epochs(settings: dict) -> dict:
+    """NER settings less ``max_epochs``, which a learning curve replaces by its own count."""
+    return {name: value for name, value in settings.items() if name != "max_epochs"}
+
+
 def profile_digest(profile: dict, sections: tuple[str, ...]) -> str:
     """A hash of the profile's ``sections``: a chapter made with other settings is not done."""
     content = json.dumps({section: profile.get(section) for section in sections}, sort_keys=True)
@@ -291,7 +296,9 @@ class BookPlan:
                     if self.force or not record.is_file():
                         return False
                     made = CurveRecord.load(record)
-                    return made.settings == asdict(settings) and made.curve_epochs == section["epochs"]
+                    # the grid's epoch count is what the curves choose: setting it keeps them done
+                    return (without_epochs(made.settings) == without_epochs(asdict(settings))
+                            and made.curve_epochs == section["epochs"])
 
                 jobs.append(Job(f"curve/{run_name(*run)}", learn_curve, {
                     "dataset": dataset, "embeddings": embeddings, "seed": section["seed"], "settings": settings,

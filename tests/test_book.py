@@ -65,6 +65,26 @@ def test_the_results_chapter_sets_the_tiers_the_profile_names_beside_its_own(tmp
         "results")["compare_tiers"] == {}
 
 
+def test_a_learning_curve_stays_done_when_the_grid_takes_its_epochs_from_it(tmp_path: Path) -> None:
+    from dataclasses import asdict, replace
+
+    from clinflair_utils.book import BookPlan
+    from clinflair_utils.ner import settings_for
+    from clinflair_utils.profiles import load_profile
+    from clinflair_utils.records import CurveRecord
+
+    profile = load_profile("quick")
+    [job] = BookPlan("quick", profile, BookPaths(ROOT, tmp_path, "quick")).curve_jobs()
+    assert not job.is_done()
+    settings = settings_for(profile)
+    for made_with, done in ((settings, True), (replace(settings, max_epochs=settings.max_epochs + 7), True),
+                            (replace(settings, learning_rate=0.1), False)):
+        CurveRecord(dataset="nubes", embeddings="chars", seed=1, settings=asdict(made_with),
+                    curve_epochs=profile["ner"]["learning_curve"]["epochs"], epochs=[1], train_loss=[1.0],
+                    dev_micro_f1=[0.5], seconds=1.0).save(job.kwargs["record"])
+        assert job.is_done() == done, made_with
+
+
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
     executed = ROOT / "book" / "pretraining.ipynb"
     ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]

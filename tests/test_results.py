@@ -11,7 +11,7 @@ from scipy import stats
 
 from clinflair_utils import results
 from clinflair_utils.profiles import grid
-from clinflair_utils.records import run_name
+from clinflair_utils.records import curve_records, run_name
 from clinflair_utils.ner import RunRecord, settings_for
 from clinflair_utils.profiles import load_profile
 
@@ -125,6 +125,21 @@ def test_published_records_are_runs_of_the_profiles_grid_with_its_settings(profi
     if not records.empty:
         table = results.per_type_table(records, records["dataset"].iloc[0])
         assert set(table.columns) - {"test support"} <= set(profile["ner"]["embeddings"])
+
+
+@pytest.mark.parametrize("profile_name", ["cpu512"])
+def test_the_grids_epochs_are_what_its_committed_learning_curves_choose(profile_name: str) -> None:
+    """A profile with learning curves trains its grid for the most epochs any curve chose (the
+    first within a point of its best), once all its curves are committed."""
+    profile = load_profile(profile_name)
+    section = profile["ner"]["learning_curve"]
+    asked = {(d, e, section["seed"]) for d in section["datasets"] for e in section["embeddings"]}
+    curves = [c for c in curve_records(ROOT / "book" / "records" / profile_name)
+              if (c.dataset, c.embeddings, c.seed) in asked]
+    if len(curves) < len(asked):
+        pytest.skip(f"{profile_name}: {len(curves)} of its {len(asked)} learning curves are committed so far")
+    chosen = max(results.chosen_epoch(c.epochs, c.dev_micro_f1) for c in curves)
+    assert profile["ner"]["settings"]["max_epochs"] == chosen
 
 
 def _run_record(path: Path, embeddings: str, model_keys: list[str]) -> None:
