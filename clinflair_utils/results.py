@@ -665,6 +665,8 @@ class Estimate:
     def __str__(self) -> str:
         if self.seconds is None:
             return f"no estimate of the time: {self.basis}"
+        if self.seconds == 0:
+            return f"nothing to wait for: {self.basis}"
         return f"expected time: about {duration(self.seconds)} ({self.basis})"
 
 

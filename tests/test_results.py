@@ -195,7 +195,8 @@ def test_expected_pretraining_time_at_the_rate_of_the_models_size(tmp_path: Path
     assert estimate.seconds == pytest.approx(10**8 / row["float32_chars_per_second"])
     published = results.expected_pretraining_time({"clinical-forward": 10**8}, 2048, "cuda", benchmarks)
     assert "hidden 2048" in str(published) and published.seconds < estimate.seconds
-    assert results.expected_pretraining_time({}, 512, "cpu", benchmarks).seconds == 0
+    nothing = results.expected_pretraining_time({}, 512, "cpu", benchmarks)
+    assert nothing.seconds == 0 and str(nothing) == "nothing to wait for: every model is trained already"
 
 
 def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
