@@ -185,6 +185,14 @@ class LinearViterbiDecoder(ViterbiDecoder):
         return tags_out, all_tags
 
 
+def tagger_layers(tagger: SequenceTagger) -> str:
+    """Which of :data:`TAGGER_LAYERS` ``tagger`` computes with, read from its modules (what
+    :func:`linear_tagger` changed)."""
+    if isinstance(getattr(tagger, "rnn", None), PaddedLSTM):
+        return "linear"
+    return "linear-crf" if tagger.use_crf and isinstance(tagger.crf, EmissionsCRF) else "flair"
+
+
 def linear_tagger(tagger: SequenceTagger, layers: str = "linear") -> SequenceTagger:
     """``tagger`` with the padded LSTM and the step-by-step CRF's loss and decoder in place of flair's
     (``layers``: see :data:`TAGGER_LAYERS`); its parameters, and what it saves, are unchanged. A

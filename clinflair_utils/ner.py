@@ -34,7 +34,7 @@ from .embeddings import attach_vectors, cacheable, cached_vectors, character_dic
 from .errors import ClinflairError
 from .files import atomic_path
 from .lm import quiet_flair_console
-from .linear import linear_tagger
+from .linear import linear_tagger, tagger_layers
 from .records import LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
@@ -393,9 +393,9 @@ def run_checkpoints(prepared: PreparedRun, seed: int, settings: NerSettings, out
 
 def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
                scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float,
-               expected_seconds: float | None = None, resumed_after_epoch: int = 0,
-               tagger_layers: str = "linear") -> RunRecord:
-    """The record of a finished run: what it was, where it ran, what it scored."""
+               layers: str, expected_seconds: float | None = None, resumed_after_epoch: int = 0) -> RunRecord:
+    """The record of a finished run: what it was, where it ran, what it scored; ``layers``: what its
+    tagger computed with (:func:`clinflair_utils.linear.tagger_layers`)."""
     corpus = prepared.corpus
     return RunRecord(
         dataset=corpus.name,
@@ -419,7 +419,7 @@ def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerS
         training_seconds=round(training_seconds, 1),
         expected_seconds=None if expected_seconds is None else round(expected_seconds, 1),
         resumed_after_epoch=resumed_after_epoch,
-        tagger_layers=tagger_layers,
+        tagger_layers=layers,
         **scores,
     )
 
@@ -453,8 +453,8 @@ def run_ner(
         result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
                                  embedding_storage_mode="none", return_loss=False)
     record = run_record(prepared, embeddings, seed, settings, profile, scores_from_report(result.classification_report),
-                        output_dir, time.time() - started, training_seconds, expected_seconds,
-                        checkpoints.resumed_after)
+                        output_dir, time.time() - started, training_seconds, tagger_layers(tagger),
+                        expected_seconds, checkpoints.resumed_after)
     record.save(output_dir / RUN_RECORD_FILE)
     return record, tagger, prepared.test
 

@@ -19,7 +19,7 @@ from flair.models import SequenceTagger
 from flair.models.sequence_tagger_utils.viterbi import ViterbiDecoder, ViterbiLoss
 
 from clinflair_utils import records
-from clinflair_utils.linear import EmissionsCRF, PaddedLSTM, linear_tagger
+from clinflair_utils.linear import EmissionsCRF, PaddedLSTM, linear_tagger, tagger_layers
 from clinflair_utils.data import load_corpus, upos_corpus
 from clinflair_utils.embeddings import character_dictionary
 from clinflair_utils.ner import NerSettings, run_ner
@@ -108,7 +108,7 @@ def test_padded_lstm_equals_torchs_packed_lstm(sentences_per_line: int) -> None:
     results = []
     for layers in ("linear-crf", "linear"):
         model = linear_tagger(copy.deepcopy(tagger), layers).train()
-        assert (type(model.rnn) is PaddedLSTM) == (layers == "linear")
+        assert (type(model.rnn) is PaddedLSTM) == (layers == "linear") and tagger_layers(model) == layers
         packed = torch.nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True)
         output, _ = model.rnn(packed)
         states, _ = torch.nn.utils.rnn.pad_packed_sequence(output, batch_first=True)
@@ -123,6 +123,7 @@ def test_padded_lstm_equals_torchs_packed_lstm(sentences_per_line: int) -> None:
 
 
 def test_unknown_tagger_layers_are_refused(corpora) -> None:
+    assert tagger_layers(linear_tagger(tagger_for(corpora["cantemist"]), "flair")) == "flair"
     with pytest.raises(ValueError, match="linear-crf"):
         linear_tagger(tagger_for(corpora["cantemist"]), "fast")
 
@@ -135,7 +136,7 @@ def test_a_tagger_trained_with_it_is_flairs_to_save_load_and_evaluate(corpora, t
                            trainer="tensor", length_buckets=True)
     record, tagger, _ = run_ner(corpus, "chars", 1, settings, tmp_path / "run", corpus=corpus)
     assert isinstance(tagger.crf, EmissionsCRF)  # trained and evaluated step by step
-    assert isinstance(tagger.rnn, PaddedLSTM)
+    assert isinstance(tagger.rnn, PaddedLSTM) and record.tagger_layers == tagger_layers(tagger) == "linear"
     loaded = SequenceTagger.load(tmp_path / "run" / records.TAGGER_FILE)
     # flair's own CRF and LSTM, from flair's own file
     assert not isinstance(loaded.crf, EmissionsCRF) and type(loaded.rnn) is torch.nn.LSTM
