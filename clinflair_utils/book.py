@@ -297,7 +297,8 @@ class BookPlan:
                         return False
                     made = CurveRecord.load(record)
                     # the grid's epoch count is what the curves choose: setting it keeps them done
-                    return (without_epochs(made.settings) == without_epochs(asdict(settings))
+                    made_with = asdict(NerSettings(**made.settings))  # settings added since take their defaults
+                    return (without_epochs(made_with) == without_epochs(asdict(settings))
                             and made.curve_epochs == section["epochs"])
 
                 jobs.append(Job(f"curve/{run_name(*run)}", learn_curve, {

@@ -183,6 +183,9 @@ class NerSettings:
     cache_precision: str = "model"  # "float16": cached language-model vectors in half precision
     # "bfloat16": the cached vectors computed in bfloat16 autocast (benchmarks/vector_precision.py)
     cache_compute: str = "float32"
+    # "bfloat16": the tagger's forward pass in bfloat16 autocast, the CRF's loss in float32 (the
+    # tensor trainer only; benchmarks/tagger_precision.py)
+    tagger_compute: str = "float32"
 
 
 @dataclass

@@ -377,6 +377,38 @@ def vector_precision_block(sources: Sources) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tagger_precision_block(sources: Sources) -> str:
+    """The tagger trained in float32 against bfloat16 autocast (``benchmarks/tagger_precision.py``)."""
+    measured = sources.benchmark("tagger_precision_cpu.json")
+    if not measured:
+        return ("Not measured yet: `python benchmarks/tagger_precision.py --models-dir "
+                "output/cpu512/pretraining/models --json benchmarks/results/tagger_precision_cpu.json`.\n")
+    lines = ["| configuration | tagger trained in | training tokens/s | micro F1 (seeds) | bfloat16 / float32 |",
+             "|---|---|---|---|---|"]
+    for embeddings, configuration in measured["configurations"].items():
+        units = sorted(set(configuration["models"].values()))
+        name = f"`{embeddings}`" + (f" ({' and '.join(map(str, units))}-unit models)" if units else "")
+        for precision, row in configuration["precisions"].items():
+            sd = f" ± {100 * row['micro_f1_sd']:.1f}" if row["micro_f1_sd"] is not None else ""
+            ratio = f"{configuration['ratio']:.2f}x" if precision == "bfloat16" else ""
+            lines.append(f"| {name} | {precision} | {row['tokens_per_second']:,} | "
+                         f"{100 * row['micro_f1_mean']:.1f}{sd} ({len(row['runs'])}) | {ratio} |")
+    settings = measured["settings"]
+    kept = [name for name, c in measured["configurations"].items() if c["bfloat16_kept"]]
+    lines += ["", f"{measured['dataset']}, {settings['max_train_sentences']:,} training sentences, the "
+              f"`{measured['profile']}` NER settings ({settings['max_epochs']} epochs, the tensor trainer; "
+              f"vectors computed once, in {settings['cache_compute']}). bfloat16 is kept only if it trains faster "
+              "and the F1 difference is within the larger seed spread, for every configuration: "
+              + ("it is, and the `cpu512` tier trains its taggers in bfloat16 (NER setting `tagger_compute`)."
+                 if measured["bfloat16_kept"] else
+                 f"it is not ({'only for ' + ', '.join(f'`{k}`' for k in kept) if kept else 'for none'}), "
+                 "so the taggers train in float32.")
+              + f" On {results.machine_name(measured)}"
+              + (f", {measured['conditions']}" if measured.get("conditions") else "")
+              + "; from `benchmarks/results/tagger_precision_cpu.json`."]
+    return "\n".join(lines) + "\n"
+
+
 # what each of clinflair_utils.linear.TAGGER_LAYERS computes, as the crf block names it
 LAYER_NAMES = {"flair": "flair's", "linear-crf": "step-by-step CRF", "linear": "step-by-step CRF, padded LSTM"}
 
@@ -427,6 +459,7 @@ BLOCKS: dict[str, Callable[[Sources], str]] = {
     "cluster-cost": cluster_block,
     "lm-speed": lm_speed_block,
     "vector-precision": vector_precision_block,
+    "tagger-precision": tagger_precision_block,
     "crf": crf_block,
 }
 

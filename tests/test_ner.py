@@ -265,6 +265,33 @@ def test_tensor_trainer_trains_as_flairs_model_trainer_does(embeddings: str, mod
         ner.run_ner("nubes", embeddings, 3, ner.NerSettings(trainer="gpu"), tmp_path / "bad", corpus=nubes)
 
 
+@pytest.mark.parametrize("embeddings", ["clinical", "chars"])
+def test_bfloat16_tagger_trains_close_to_float32_and_saves_a_float32_model(embeddings: str, models: Path, nubes,
+                                                                          tmp_path: Path) -> None:
+    """tagger_compute bfloat16: the same seed's losses move off float32's (the LSTMs and linear
+    layers ran in bfloat16) but stay close, and the model flair saves is an ordinary float32 one."""
+    settings = {**QUICK, "max_epochs": 2, "max_train_sentences": 400, "length_buckets": True, "trainer": "tensor"}
+    losses = {}
+    for compute in ("float32", "bfloat16"):
+        record, tagger, _ = ner.run_ner("nubes", embeddings, 3, ner.NerSettings(**settings, tagger_compute=compute),
+                                        tmp_path / compute, models_dir=models, cache_dir=tmp_path / "cache",
+                                        corpus=nubes)
+        assert record.trainer == "tensor" and record.settings.tagger_compute == compute
+        rows = (tmp_path / compute / records.TAGGER_LOSS_FILE).read_text().strip().splitlines()
+        column = rows[0].split("\t").index("TRAIN_LOSS")
+        losses[compute] = [float(row.split("\t")[column]) for row in rows[1:]]
+    assert len(losses["bfloat16"]) == 2 and losses["bfloat16"] != losses["float32"]
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
+    loaded = flair.models.SequenceTagger.load(str(tmp_path / "bfloat16" / records.TAGGER_FILE))
+    assert {parameter.dtype for parameter in loaded.parameters()} == {torch.float32}
+    with pytest.raises(ClinflairError, match="tagger_compute 'bfloat16' needs the tensor trainer"):
+        ner.run_ner("nubes", embeddings, 3, ner.NerSettings(**{**settings, "trainer": "flair"},
+                                                            tagger_compute="bfloat16"),
+                    tmp_path / "flair", models_dir=models, cache_dir=tmp_path / "cache", corpus=nubes)
+    with pytest.raises(ClinflairError, match="unknown tagger_compute 'float8'"):
+        ner.run_ner("nubes", embeddings, 3, ner.NerSettings(tagger_compute="float8"), tmp_path / "bad", corpus=nubes)
+
+
 def test_a_file_that_is_not_a_run_record_is_refused_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "lm.json").write_text(json.dumps({"embedding_key": "f" * 20}))
     with pytest.raises(ClinflairError, match=r"lm\.json: not a run record \(missing \['dataset'"):

@@ -82,7 +82,7 @@ def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
 def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Path) -> None:
     readme = book_copy / "README.md"
     for measured in ("optimizer_cpu.json", "memory_cpu.json", "lm_speed_cpu.json", "crf_cpu.json",
-                     "vector_precision_cpu.json"):
+                     "vector_precision_cpu.json", "tagger_precision_cpu.json"):
         (book_copy / "benchmarks" / "results" / measured).unlink(missing_ok=True)
     report.write_documents(book_copy)
     assert "Not measured yet: `python benchmarks/optimizer.py" in readme.read_text()
@@ -90,6 +90,7 @@ def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Pa
     assert "Not measured yet: `python benchmarks/lm_speed.py" in readme.read_text()
     assert "Not measured yet: `python benchmarks/crf.py" in readme.read_text()
     assert "Not measured yet: `python benchmarks/vector_precision.py" in readme.read_text()
+    assert "Not measured yet: `python benchmarks/tagger_precision.py" in readme.read_text()
     runs = {"sgd": [{"seed": s, "learning_rate": 0.1, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.60), (2, 0.62))],
             "adam": [{"seed": s, "learning_rate": 0.003, "micro_f1": f, "epochs_run": 4} for s, f in ((1, 0.75), (2, 0.77))]}
     (book_copy / "benchmarks" / "results" / "optimizer_cpu.json").write_text(json.dumps({
