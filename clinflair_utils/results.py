@@ -279,18 +279,26 @@ def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
     return pd.concat(tables, names=[f"{candidate} vs", "dataset"])
 
 
-def language_model_sizes(records_dir: Path | str) -> pd.DataFrame:
-    """Training characters and updates of each language model (forward; the backward one matches)."""
-    rows = {name.removesuffix("-forward"): {"training characters": lm["train_characters"], "updates": lm["updates"]}
-            for name, lm in lm_records(records_dir).items() if name.endswith("-forward") and "train_characters" in lm}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def held_out_bpc(records_dir: Path | str) -> pd.DataFrame | None:
-    """Bits per character of each model (rows: model, direction) on each held-out text, as the
-    pre-training chapter measured them (``None`` when it did not)."""
-    table = read_bpc(records_dir)
-    return None if table is None else table.set_index(["model", "direction"])
+def language_models(records_dir: Path | str) -> pd.DataFrame:
+    """Each language model a book trained (rows: model) with its units, training characters and
+    updates (forward direction; the backward one matches) and bits per character on each held-out
+    text (``bpc <text>``: mean of the two directions, as the pre-training chapter measured them),
+    where measured."""
+    bpc = read_bpc(records_dir)
+    rows = {}
+    for name, lm in lm_records(records_dir).items():
+        if not name.endswith("-forward"):
+            continue
+        model = name.removesuffix("-forward")
+        row = {"units": lm["config"]["hidden_size"], "characters": lm.get("train_characters"),
+               "updates": lm.get("updates")}
+        if bpc is not None and model in set(bpc["model"]):
+            held_out = bpc[bpc["model"] == model].drop(columns=["model", "direction"]).mean()
+            row.update({f"bpc {text.removesuffix(' text')}": round(value, 3) for text, value in held_out.items()})
+        rows[model] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    return table
 
 
 def verdicts(records: pd.DataFrame, candidate: str = "clinical",
@@ -427,27 +435,12 @@ def tier_comparison(tiers: dict[str, pd.DataFrame], candidate: str = "clinical",
 
 
 def tier_language_models(tiers: dict[str, Path | str]) -> pd.DataFrame:
-    """The language models of each tier (``tiers``: name -> records folder): rows (tier, model) with
-    their units, training characters and updates (forward direction; the backward one matches) and
-    bits per character on each held-out text (``bpc <text>``: mean of the two directions), where
-    measured."""
-    rows = {}
-    for tier, records_dir in tiers.items():
-        bpc = read_bpc(records_dir)
-        for name, lm in lm_records(records_dir).items():
-            if not name.endswith("-forward"):
-                continue
-            model = name.removesuffix("-forward")
-            row = {"units": lm["config"]["hidden_size"], "characters": lm.get("train_characters"),
-                   "updates": lm.get("updates")}
-            if bpc is not None and model in set(bpc["model"]):
-                held_out = bpc[bpc["model"] == model].drop(columns=["model", "direction"]).mean()
-                row.update({f"bpc {text.removesuffix(' text')}": round(value, 3) for text, value in held_out.items()})
-            rows[(tier, model)] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if not table.empty:
-        table.index.names = ["tier", "model"]
-    return table
+    """:func:`language_models` of each tier (``tiers``: name -> records folder), rows (tier, model)."""
+    tables = {tier: language_models(records_dir) for tier, records_dir in tiers.items()}
+    tables = {tier: table for tier, table in tables.items() if not table.empty}
+    if not tables:
+        return pd.DataFrame()
+    return pd.concat(tables, names=["tier", "model"])
 
 
 def plot_tier_comparison(comparison: pd.DataFrame, candidate: str = "clinical"):

@@ -11,7 +11,7 @@ from scipy import stats
 
 from clinflair_utils import results
 from clinflair_utils.profiles import grid
-from clinflair_utils.records import curve_records, run_name
+from clinflair_utils.records import curve_records, read_bpc, run_name
 from clinflair_utils.ner import RunRecord, settings_for
 from clinflair_utils.profiles import load_profile
 
@@ -230,10 +230,11 @@ def test_tier_language_models_give_each_tiers_units_updates_and_held_out_bpc(tmp
     table = results.tier_language_models({"cpu": committed, "bigger": tmp_path})
     assert list(table.index) == [("cpu", m) for m in ("clinical", "control", "general", "referrals")] + \
         [("bigger", "general")]
-    bpc = results.held_out_bpc(committed)
+    bpc = read_bpc(committed).set_index(["model", "direction"])
     general = table.loc[("cpu", "general")]
     assert general["units"] == 256 and general["updates"] == 2407
     assert general["bpc general"] == pytest.approx(bpc.loc["general", "general text"].mean(), abs=5e-4)
+    assert table.loc["cpu"].equals(results.language_models(committed))  # one book's table, as the chapter shows it
     assert general["bpc clinical"] > table.loc[("cpu", "clinical"), "bpc clinical"]
     assert table.loc[("bigger", "general"), "units"] == 512
     assert pd.isna(table.loc[("bigger", "general"), "bpc general"])  # not measured there
