@@ -180,6 +180,7 @@ def main() -> None:
 
     scratch.mkdir(parents=True, exist_ok=True)
     from clinflair_utils.data import load_corpus
+    from clinflair_utils.records import TAGGER_LOSS_FILE
 
     corpus = load_corpus("cantemist", verbose=False)  # the parent's stages share one load
     models = stand_in_models(scratch, args.hidden_size, corpus)
@@ -189,7 +190,7 @@ def main() -> None:
         fills.append(sample([*child, "--stage", "fill", "--sentences", str(count)], None))
         print(f"fill {count:>6} sentences: {fills[-1]}", flush=True)
     table = write_tables(models, scratch / "full", corpus)
-    loss = scratch / "run" / "loss.tsv"  # written when training starts
+    loss = scratch / "run" / TAGGER_LOSS_FILE  # written when training starts
     train = sample([*child, "--stage", "train"], args.train_seconds, marker=loss)
     print(f"train over {table['tokens']:,} rows: {train}", flush=True)
     training_seconds = train.pop("seconds_after_marker", 0)
