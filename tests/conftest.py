@@ -28,3 +28,18 @@ def pretrained(tmp_path_factory) -> Path:
     _, dictionary = lm.prepare_pretraining(out, settings)
     lm.train_model_family(out / "corpora", out / "models", *lm.family_configs(settings), dictionary)
     return out
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    """``python -m clinflair_utils ARGS`` run in this process (no interpreter and flair import per
+    call): its exit status, standard output and standard error."""
+    from clinflair_utils.__main__ import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = main([str(arg) for arg in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

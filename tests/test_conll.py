@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -87,32 +85,27 @@ def test_malformed_input_is_refused_by_the_reader(tmp_path: Path, case: str) -> 
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_validate_cli_exits_1_with_one_message_and_no_traceback(tmp_path: Path, case: str) -> None:
+def test_validate_cli_exits_1_with_one_message_and_no_traceback(tmp_path: Path, case: str, cli) -> None:
     content, line, words = MALFORMED[case]
     bad = write(tmp_path, f"{case}.conll", content)
     good = write(tmp_path, "good.conll", GOOD)
-    result = subprocess.run(
-        [sys.executable, "-m", "clinflair_utils", "validate", str(good), str(bad)],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr + result.stdout
-    [message] = result.stderr.strip().splitlines()
+    status, out, err = cli("validate", good, bad)
+    assert status == 1
+    assert "Traceback" not in err + out
+    [message] = err.strip().splitlines()
     assert str(bad) in message and words in message
     if line is not None:
         assert f"line {line}:" in message
-    assert result.stdout.startswith(f"ok: {good}: 2 sentences, 7 tokens")
+    assert out.startswith(f"ok: {good}: 2 sentences, 7 tokens")
 
 
-def test_validate_cli_accepts_good_files_and_dataset_rules(real_file) -> None:
-    cwlc = str(real_file("ner/cwlc/dev.conll"))
-    plain = subprocess.run([sys.executable, "-m", "clinflair_utils", "validate", cwlc], capture_output=True, text=True)
-    assert plain.returncode == 1 and "line 21: line has 3 columns" in plain.stderr
-    nested = subprocess.run(
-        [sys.executable, "-m", "clinflair_utils", "validate", "--dataset", "cwlc", cwlc], capture_output=True, text=True
-    )
-    assert nested.returncode == 0, nested.stderr
-    assert "890 sentences, 16754 tokens" in nested.stdout
+def test_validate_cli_accepts_good_files_and_dataset_rules(real_file, cli) -> None:
+    cwlc = real_file("ner/cwlc/dev.conll")
+    status, _, err = cli("validate", cwlc)
+    assert status == 1 and "line 21: line has 3 columns" in err
+    status, out, err = cli("validate", "--dataset", "cwlc", cwlc)
+    assert status == 0, err
+    assert "890 sentences, 16754 tokens" in out
 
 
 def test_load_corpus_raises_the_same_errors(tmp_path: Path) -> None:
@@ -123,15 +116,13 @@ def test_load_corpus_raises_the_same_errors(tmp_path: Path) -> None:
         load_corpus(tmp_path)
 
 
-def test_stats_cli_on_a_folder_and_on_a_wrong_path(tmp_path: Path) -> None:
+def test_stats_cli_on_a_folder_and_on_a_wrong_path(tmp_path: Path, cli) -> None:
     for split in ("train", "dev", "test"):
         write(tmp_path, f"{split}.conll", GOOD)
-    result = subprocess.run([sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    table = [line.split() for line in result.stdout.splitlines()[-5:]]  # a row per count, a column per split
+    status, out, err = cli("stats", tmp_path)
+    assert status == 0, err
+    table = [line.split() for line in out.splitlines()[-5:]]  # a row per count, a column per split
     assert table == [["train", "dev", "test"], ["sentences", "2", "2", "2"], ["tokens", "7", "7", "7"],
                      ["entities", "2", "2", "2"], ["DIS", "2", "2", "2"]]
-    wrong = subprocess.run(
-        [sys.executable, "-m", "clinflair_utils", "stats", str(tmp_path / "nope")], capture_output=True, text=True
-    )
-    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr and "neither a registered dataset" in wrong.stderr
+    status, _, err = cli("stats", tmp_path / "nope")
+    assert status == 1 and "Traceback" not in err and "neither a registered dataset" in err

@@ -178,7 +178,7 @@ def test_tokenize_keeps_offsets() -> None:
     assert all(text[start:end] == token for token, start, end in tokens)
 
 
-def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
+def test_tag_cli_prints_entities_with_offsets(cached_run, cli) -> None:
     out, _, tagger, _ = cached_run
     text = "Paciente sin fiebre ni disnea, no refiere dolor."
     result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "run" / records.TAGGER_FILE), text],
@@ -190,22 +190,21 @@ def test_tag_cli_prints_entities_with_offsets(cached_run) -> None:
         assert text[int(start):int(end)] == surface and entity_type in {"NEG", "NSCO", "UNC", "USCO"}
     assert [(e["start"], e["end"], e["type"]) for e in ner.tag_text(tagger, text)] == \
            [(int(s), int(e), t) for s, e, t, _, _ in lines]
-    missing = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(out / "nope.pt"), "x"],
-                             capture_output=True, text=True)
-    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no tagger model" in missing.stderr
+    status, _, err = cli("tag", out / "nope.pt", "x")
+    assert status == 1 and "Traceback" not in err and "no tagger model" in err
 
 
-def test_a_file_that_is_not_a_tagger_is_refused_with_its_path(cached_run, models: Path, tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_tagger_is_refused_with_its_path(cached_run, models: Path, tmp_path: Path,
+                                                              cli) -> None:
     out = cached_run[0]
     whole = (out / "run" / records.TAGGER_FILE).read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(whole[: len(whole) // 2])
     language_model = models / "clinical-forward" / records.LM_MODEL_FILE
     for path in (cut, language_model):
-        result = subprocess.run([sys.executable, "-m", "clinflair_utils", "tag", str(path), "Paciente con fiebre"],
-                                capture_output=True, text=True)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert f"{path}: not a readable flair sequence tagger" in result.stderr
+        status, _, err = cli("tag", path, "Paciente con fiebre")
+        assert status == 1 and "Traceback" not in err, err[-2000:]
+        assert f"{path}: not a readable flair sequence tagger" in err
 
 
 def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None:
@@ -235,7 +234,7 @@ def test_length_buckets_batch_similar_lengths_in_a_seeded_random_order() -> None
     assert batches(1) == first and batches(2) != first  # seeded, and reshuffled by another seed
 
 
-@pytest.mark.parametrize("embeddings", ["clinical", "chars"])
+@pytest.mark.parametrize("embeddings", ["clinical", pytest.param("chars", marks=pytest.mark.slow)])
 def test_tensor_trainer_trains_as_flairs_model_trainer_does(embeddings: str, models: Path, nubes,
                                                             tmp_path: Path) -> None:
     """Same seed, same length-bucketed batches, same dropout masks: the padded-tensor loop reproduces
@@ -265,7 +264,7 @@ def test_tensor_trainer_trains_as_flairs_model_trainer_does(embeddings: str, mod
         ner.run_ner("nubes", embeddings, 3, ner.NerSettings(trainer="gpu"), tmp_path / "bad", corpus=nubes)
 
 
-@pytest.mark.parametrize("embeddings", ["clinical", "chars"])
+@pytest.mark.parametrize("embeddings", ["clinical", pytest.param("chars", marks=pytest.mark.slow)])
 def test_bfloat16_tagger_trains_close_to_float32_and_saves_a_float32_model(embeddings: str, models: Path, nubes,
                                                                           tmp_path: Path) -> None:
     """tagger_compute bfloat16: the same seed's losses move off float32's (the LSTMs and linear

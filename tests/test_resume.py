@@ -57,7 +57,8 @@ def _train_losses(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("trainer, embeddings, stop", [("tensor", "clinical", signal.SIGKILL),
-                                                       ("flair", "chars", signal.SIGINT)])
+                                                       pytest.param("flair", "chars", signal.SIGINT,
+                                                                    marks=pytest.mark.slow)])
 def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(
         trainer: str, embeddings: str, stop: int, pretrained: Path, nubes, tmp_path: Path, capsys) -> None:
     """Killed (a lost Colab runtime) or interrupted (Ctrl-C, which flair's own trainer answers by
