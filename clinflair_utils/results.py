@@ -290,7 +290,8 @@ def language_models(records_dir: Path | str) -> pd.DataFrame:
         if not name.endswith("-forward"):
             continue
         model = name.removesuffix("-forward")
-        row = {"units": lm["config"]["hidden_size"], "characters": lm.get("train_characters"),
+        # a model fine-tuned from a published one records no configuration of its own
+        row = {"units": lm.get("config", {}).get("hidden_size"), "characters": lm.get("train_characters"),
                "updates": lm.get("updates")}
         if bpc is not None and model in set(bpc["model"]):
             held_out = bpc[bpc["model"] == model].drop(columns=["model", "direction"]).mean()
@@ -298,6 +299,8 @@ def language_models(records_dir: Path | str) -> pd.DataFrame:
         rows[model] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
+    if not table.empty:  # counts stay whole numbers beside a published model's missing ones
+        table = table.astype({column: "Int64" for column in ("units", "characters", "updates")})
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -217,6 +218,19 @@ def test_tier_comparison_sets_each_tiers_differences_side_by_side() -> None:
                                                          ("clinical", "general", "control", "chars")})})
     assert list(dict.fromkeys(three.index.get_level_values("baseline"))) == ["general", "control", "chars"]
     assert results.tier_comparison({"empty": small[small["embeddings"] == "chars"]}).empty
+
+
+def test_a_published_starting_model_shows_with_its_bpc_and_no_training_counts(tmp_path: Path) -> None:
+    """The paper's setting starts from flair's published models: their records hold no configuration."""
+    committed = ROOT / "book" / "records" / "cpu"
+    shutil.copytree(committed / "lm", tmp_path / "lm")
+    for direction in ("forward", "backward"):
+        (tmp_path / "lm" / f"general-{direction}.json").write_text(json.dumps(
+            {"direction": direction, "embedding_key": "es", "model": f"es-{direction}", "published": True}))
+    table = results.language_models(tmp_path)
+    assert pd.isna(table.loc["general", "units"]) and pd.isna(table.loc["general", "updates"])
+    assert table.loc["general", "bpc general"] == results.language_models(committed).loc["general", "bpc general"]
+    assert table.loc["clinical", "units"] == 256 and str(table["updates"].dtype) == "Int64"
 
 
 def test_tier_language_models_give_each_tiers_units_updates_and_held_out_bpc(tmp_path: Path) -> None:
