@@ -313,6 +313,9 @@ def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSetting
     # the tensor trainer computes cached language models' rows and flair's character embeddings
     trainer = "tensor" if settings.trainer == "tensor" and all(
         e in cached or isinstance(e, CharacterEmbeddings) for e in stack.embeddings) else "flair"
+    if settings.tagger_compute != "float32" and trainer != "tensor":  # refused before any vector is computed
+        raise ClinflairError(f"tagger_compute {settings.tagger_compute!r} needs the tensor trainer (trainer: tensor, "
+                             "with cached language models or character embeddings): flair's trainer runs in float32")
     prepared = PreparedRun(corpus, train, test, stack, trainer, [], None, "none")  # "none": flair's default
     if cached:
         if cache_dir is None:
@@ -343,9 +346,6 @@ def train_tagger(prepared: PreparedRun, seed: int, settings: NerSettings, output
     ``checkpoints``: this run's (:func:`run_checkpoints`), to see afterwards whether it resumed."""
     if after_epoch is not None and prepared.trainer != "tensor":
         raise ClinflairError("a callback after every epoch needs the tensor trainer")
-    if settings.tagger_compute != "float32" and prepared.trainer != "tensor":
-        raise ClinflairError(f"tagger_compute {settings.tagger_compute!r} needs the tensor trainer (trainer: tensor, "
-                             "with cached language models or character embeddings): flair's trainer runs in float32")
     # no test split for the trainer: its own final test would clear the cached vectors; the run
     # is evaluated apart
     run_corpus = Corpus(train=FlairDatapointDataset(prepared.train), dev=None, test=None,
