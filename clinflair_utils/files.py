@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +44,32 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def training_lock(lock_file: Path | str) -> Iterator[None]:
+    """Train into ``lock_file``'s folder alone: while another process holds the lock (it trains
+    there, started twice or resumed while the first still runs), say which and wait for it to end,
+    so that two trainers never write the same checkpoints. The operating system releases the lock
+    when its holder ends, killed or not. The file holds the holder's pid."""
+    lock_file = Path(lock_file)
+    folder = lock_file.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            print(f"{folder}: process {holder} is training here; waiting for it to end", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

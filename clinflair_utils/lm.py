@@ -37,9 +37,10 @@ from flair.trainers.language_model_trainer import LanguageModelTrainer, TextCorp
 
 from .corpus import CorporaBuild, build_corpora, corpus_characters, existing_build
 from .errors import ClinflairError
-from .files import file_sha256, write_json
+from .files import file_sha256, training_lock, write_json
 from .records import (DICTIONARY_FILE, DIRECTIONS, LM_CHECKPOINT_FILE, LM_DONE_FILE, LM_EPOCH_CHECKPOINTS,
-                      LM_LOSS_FILE, LM_MODEL_FILE, LM_STARTED_FILE, model_dir, read_lm_done, write_bpc)
+                      LM_LOSS_FILE, LM_MODEL_FILE, LM_STARTED_FILE, TRAINING_LOCK_FILE, model_dir, read_lm_done,
+                      write_bpc)
 
 # flair's trainer builds a CUDA GradScaler on every call, which torch now warns about
 warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
@@ -145,9 +146,16 @@ def train_language_model(
     """Train (or fine-tune, with ``init_from``) a character LM; the record of the finished run.
 
     Resumes from ``model_dir/checkpoint.pt`` if an earlier run was interrupted; does nothing but
-    return the record if ``model_dir`` already holds a finished model.
+    return the record if ``model_dir`` already holds a finished model. While another process trains
+    into ``model_dir``, waits for it first.
     """
     corpus_dir, model_dir = Path(corpus_dir), Path(model_dir)
+    with training_lock(model_dir / TRAINING_LOCK_FILE):  # after a wait, the other's model is found here
+        return _train_alone(corpus_dir, model_dir, config, forward, dictionary, init_from, seed)
+
+
+def _train_alone(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
+                 dictionary: Dictionary | None, init_from: Path | str | LanguageModel | None, seed: int) -> dict:
     if is_trained(model_dir):
         record = read_lm_done(model_dir)
         changed = _changed_since(record, corpus_dir, config, init_from)
@@ -303,7 +311,9 @@ _SPLIT_LINE = re.compile(
 
 
 def training_curve(model_dir: Path | str) -> pd.DataFrame:
-    """Validation bits per character after every training split, from flair's ``loss.txt``."""
+    """Validation bits per character after every training split, from flair's ``loss.txt``. A split
+    reported twice (its run stopped after the report and before the checkpoint, and the resumed run
+    did it again) counts once, as the later report."""
     path = Path(model_dir) / LM_LOSS_FILE
     rows = []
     if path.is_file():
@@ -311,10 +321,13 @@ def training_curve(model_dir: Path | str) -> pd.DataFrame:
             if match := _SPLIT_LINE.search(line):
                 rows.append({
                     "epoch": int(match["epoch"]),
+                    "split_in_epoch": int(match["split"]),
                     "valid_bpc": float(match["loss"]) / math.log(2),
                     "learning_rate": float(match["lr"]),
                 })
-    curve = pd.DataFrame(rows, columns=["epoch", "valid_bpc", "learning_rate"])
+    reports = pd.DataFrame(rows, columns=["epoch", "split_in_epoch", "valid_bpc", "learning_rate"])
+    latest = ~reports.duplicated(["epoch", "split_in_epoch"], keep="last")
+    curve = reports[latest].drop(columns="split_in_epoch").reset_index(drop=True)
     curve.index.name = "split"
     return curve
 

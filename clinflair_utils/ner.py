@@ -32,10 +32,11 @@ from .corpus import TOKEN  # tagged text is tokenized the way the corpora are
 from .data import load_corpus
 from .embeddings import COMPUTE_PRECISIONS, attach_vectors, cacheable, cached_vectors, character_dictionary, resolve_embeddings
 from .errors import ClinflairError
-from .files import atomic_path
+from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
-from .records import LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE, NerSettings, RunRecord
+from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
+                      TRAINING_LOCK_FILE, NerSettings, RunRecord)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -470,8 +471,9 @@ def run_ner(
     corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
     prepared = prepare_run(corpus, embeddings, seed, settings, models_dir, cache_dir)
     training_started = time.time()
-    checkpoints = run_checkpoints(prepared, seed, settings, output_dir)
-    tagger = train_tagger(prepared, seed, settings, output_dir, checkpoints=checkpoints)
+    with training_lock(output_dir / TRAINING_LOCK_FILE):
+        checkpoints = run_checkpoints(prepared, seed, settings, output_dir)
+        tagger = train_tagger(prepared, seed, settings, output_dir, checkpoints=checkpoints)
     training_seconds = time.time() - training_started
     with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
         result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
@@ -540,6 +542,11 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
                               "trainer": "tensor"})
     prepared = prepare_run(on_dev, embeddings, seed, settings, models_dir, cache_dir)
     output_dir = Path(output_dir)
+    with training_lock(output_dir / TRAINING_LOCK_FILE):  # the curve so far is read once the folder is ours
+        return _train_curve(prepared, seed, settings, output_dir)
+
+
+def _train_curve(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path) -> pd.DataFrame:
     # the curve so far, kept beside the training checkpoints so that a resumed curve has every epoch
     curve_file = output_dir / LEARNING_CURVE_FILE
     columns = ["epoch", "train_loss", "dev_micro_f1"]

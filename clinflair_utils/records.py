@@ -31,6 +31,7 @@ LM_CHECKPOINT_FILE = "checkpoint.pt"
 LM_EPOCH_CHECKPOINTS = "epoch_*.pt"
 LM_LOSS_FILE = "loss.txt"
 LM_STARTED_FILE = "started.json"  # the configuration a training run started with, so a resume can check it
+TRAINING_LOCK_FILE = ".training.lock"  # in a model's or run's folder while a process trains there
 DICTIONARY_FILE = "dictionary.pkl"  # the character dictionary every local model of a profile shares
 BPC_FILE = "bpc.json"  # every model's bits per character on each held-out text
 CORPORA_SUMMARY_FILE = "summary.json"  # what a corpora build read, dropped and wrote

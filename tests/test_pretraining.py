@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -111,7 +113,7 @@ lm.train_language_model(sys.argv[1], sys.argv[2], config, True, dictionary)
 """
 
 
-def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path: Path) -> None:
+def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path: Path, capsys) -> None:
     # a corpus of 6 training splits; the run is killed in its second (shuffled) epoch, after 2 splits
     source = pretrained / "corpora" / "general"
     lines = [line for p in sorted((source / "train").glob("*.txt")) for line in p.read_text().splitlines()]
@@ -121,32 +123,42 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
         (corpus_dir / "train" / f"train_{index:02d}.txt").write_text("\n".join(lines[index::6][:300]) + "\n")
     for part in ("valid.txt", "test.txt"):
         (corpus_dir / part).write_text((source / part).read_text())
-    model_dir = tmp_path / "model"
+    model_dir, other_dir = tmp_path / "model", tmp_path / "other"
+    config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
+    dictionary = lm.load_dictionary(pretrained / "models" / "dictionary.pkl")
     process = subprocess.Popen(
         [sys.executable, "-c", TRAIN_SCRIPT, str(corpus_dir), str(model_dir), str(pretrained / "models" / "dictionary.pkl")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    resumed: list[dict] = []
+    second = threading.Thread(target=lambda: resumed.append(
+        lm.train_language_model(corpus_dir, model_dir, config, True, dictionary)))
     try:
         deadline = time.time() + 300
         while not (model_dir / "paused").is_file() and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert (model_dir / "paused").is_file(), "the training never reached its second epoch's checkpoint"
+        done_before = lm.training_curve(model_dir)
+        shutil.copytree(model_dir, other_dir)
+        # started a second time while the first still trains: it waits, and writes nothing
+        checkpoint_before = (model_dir / records.LM_CHECKPOINT_FILE).read_bytes()
+        second.start()
+        time.sleep(3)
+        assert second.is_alive() and f"process {process.pid} is training here; waiting" in capsys.readouterr().err
+        assert (model_dir / records.LM_CHECKPOINT_FILE).read_bytes() == checkpoint_before
     finally:
         process.kill()
         process.wait()
-    done_before = lm.training_curve(model_dir)
-    assert not lm.is_trained(model_dir) and done_before.groupby("epoch").size().to_dict() == {1: 6, 2: 2}
+    second.join(timeout=300)  # the first is gone: the second resumes from its checkpoint
+    assert not second.is_alive() and resumed
+    assert done_before.groupby("epoch").size().to_dict() == {1: 6, 2: 2}
 
-    config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
-    dictionary = lm.load_dictionary(pretrained / "models" / "dictionary.pkl")
     # a checkpoint is resumed only with the configuration it was made with
-    other_dir = tmp_path / "other"
-    shutil.copytree(model_dir, other_dir)
     other = lm.train_language_model(corpus_dir, other_dir, lm.LMConfig(**{**asdict(config), "max_epochs": 1}), True,
                                      dictionary)
     assert other["resumed_from"] is None and lm.training_curve(other_dir)["epoch"].max() == 1
 
-    record = lm.train_language_model(corpus_dir, model_dir, config, True, dictionary)
+    record = resumed[0]
     assert record["resumed_from"] == {"epoch": 1, "split": 2}
     curve = lm.training_curve(model_dir)
     # the splits finished before the kill are kept, and the interrupted epoch goes on with the 4
@@ -172,3 +184,17 @@ def test_a_model_made_with_other_settings_is_trained_again(pretrained: Path, tmp
     # its starting model changed: the fine-tuned model is made again from the new one
     again = lm.train_language_model(corpus, tuned, lm.LMConfig(**tiny), True, init_from=base / records.LM_MODEL_FILE)
     assert again["init_sha256"] != tuned_first["init_sha256"] and (tuned / records.LM_MODEL_FILE).read_bytes() != tuned_before
+
+
+def test_a_split_reported_twice_counts_once_as_its_later_report(pretrained: Path, tmp_path: Path) -> None:
+    # a run stopped after flair logged a split and before its checkpoint: the resumed run does that
+    # split again and logs it a second time
+    logged = (lm.model_dir(pretrained / "models", "general", "forward") / records.LM_LOSS_FILE).read_text()
+    split_lines = [line for line in logged.splitlines() if "end of split" in line]
+    assert len(split_lines) >= 2
+    again = split_lines[0].replace("valid loss", "valid loss 0.5000 | was")
+    (tmp_path / records.LM_LOSS_FILE).write_text("\n".join([split_lines[0], again, *split_lines[1:]]) + "\n")
+    once = lm.training_curve(lm.model_dir(pretrained / "models", "general", "forward"))
+    twice = lm.training_curve(tmp_path)
+    assert len(twice) == len(once) and twice["valid_bpc"].iloc[0] == 0.5 / math.log(2)
+    assert twice["valid_bpc"].iloc[1:].equals(once["valid_bpc"].iloc[1:])
