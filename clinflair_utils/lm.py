@@ -261,6 +261,8 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         "seconds": round(time.time() - started, 1),
         "resumed_from": resumed_from,
         "best_valid_bpc": round(float(curve["valid_bpc"].min()), 4),
+        # flair keeps the model of the best validation loss: the epoch it comes from
+        "best_epoch": int(curve.loc[curve["valid_bpc"].idxmin(), "epoch"]),
     }
     write_json(model_dir / LM_DONE_FILE, record)
     for leftover in [model_dir / LM_CHECKPOINT_FILE, started_with, *model_dir.glob(LM_EPOCH_CHECKPOINTS)]:

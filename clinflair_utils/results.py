@@ -280,10 +280,11 @@ def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
 
 
 def language_models(records_dir: Path | str) -> pd.DataFrame:
-    """Each language model a book trained (rows: model) with its units, training characters and
-    updates (forward direction; the backward one matches) and bits per character on each held-out
-    text (``bpc <text>``: mean of the two directions, as the pre-training chapter measured them),
-    where measured."""
+    """Each language model a book trained (rows: model) with its units, epochs, the epoch whose model
+    was kept (the best on held-out text; records written before it was kept show none), training
+    characters (millions) and updates (forward direction; the backward one matches), and bits per
+    character on each held-out text (``bpc <text>``: mean of the two directions, as the
+    pre-training chapter measured them), where measured."""
     bpc = read_bpc(records_dir)
     rows = {}
     for name, lm in lm_records(records_dir).items():
@@ -291,7 +292,12 @@ def language_models(records_dir: Path | str) -> pd.DataFrame:
             continue
         model = name.removesuffix("-forward")
         # a model fine-tuned from a published one records no configuration of its own
-        row = {"units": lm.get("config", {}).get("hidden_size"), "characters": lm.get("train_characters"),
+        config = lm.get("config", {})
+        characters = lm.get("train_characters")
+        row = {"units": config.get("hidden_size"), "epochs": config.get("max_epochs"),
+               # of one epoch, the model kept is that epoch's (records made before best_epoch was kept)
+               "kept epoch": lm.get("best_epoch", 1 if config.get("max_epochs") == 1 else None),
+               "M characters": round(characters / 1e6, 2) if characters is not None else None,
                "updates": lm.get("updates")}
         if bpc is not None and model in set(bpc["model"]):
             held_out = bpc[bpc["model"] == model].drop(columns=["model", "direction"]).mean()
@@ -300,7 +306,8 @@ def language_models(records_dir: Path | str) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     if not table.empty:  # counts stay whole numbers beside a published model's missing ones
-        table = table.astype({column: "Int64" for column in ("units", "characters", "updates")})
+        table = table.astype({column: "Int64" for column in ("units", "epochs", "kept epoch", "updates")})
+        table["M characters"] = table["M characters"].astype(float)
     return table
 
 

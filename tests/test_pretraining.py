@@ -165,6 +165,7 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     # splits it had not reached: 6 an epoch, none twice
     assert curve.iloc[: len(done_before)].equals(done_before)
     assert curve.groupby("epoch").size().to_dict() == {1: 6, 2: 6}
+    assert record["best_epoch"] == curve.loc[curve["valid_bpc"].idxmin(), "epoch"]
     assert lm.is_trained(model_dir)
     assert not (model_dir / records.LM_CHECKPOINT_FILE).exists()
 

@@ -246,7 +246,10 @@ def test_tier_language_models_give_each_tiers_units_updates_and_held_out_bpc(tmp
         [("bigger", "general")]
     bpc = read_bpc(committed).set_index(["model", "direction"])
     general = table.loc[("cpu", "general")]
-    assert general["units"] == 256 and general["updates"] == 2407
+    assert general["units"] == 256 and general["updates"] == 2407 and general["epochs"] == 1
+    trained = json.loads((committed / "lm" / "general-forward.json").read_text())["train_characters"]
+    assert general["M characters"] == round(trained / 1e6, 2) and 20 < general["M characters"] < 30
+    assert general["kept epoch"] == 1
     assert general["bpc general"] == pytest.approx(bpc.loc["general", "general text"].mean(), abs=5e-4)
     assert table.loc["cpu"].equals(results.language_models(committed))  # one book's table, as the chapter shows it
     assert general["bpc clinical"] > table.loc[("cpu", "clinical"), "bpc clinical"]
