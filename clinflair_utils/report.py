@@ -23,8 +23,10 @@ from . import records
 
 DOCUMENTS = ("README.md", "book/intro.md")
 TRAINER_NAMES = {"flair": "flair's ModelTrainer", "tensor": "the tensor trainer"}
-BLOCK = re.compile(r"(?P<open><!-- clinflair:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(?P<close><!-- /clinflair:(?P=name) -->)",
-                   re.DOTALL)
+# a generated block: its name, and the profile whose records it is written from where that is not
+# the documents' own (``<!-- clinflair:performance cpu512 -->``)
+BLOCK = re.compile(r"(?P<open><!-- clinflair:(?P<name>[\w-]+)(?: (?P<profile>[\w-]+))? -->\n)(?P<body>.*?)"
+                   r"(?P<close><!-- /clinflair:(?P=name) -->)", re.DOTALL)
 
 
 def _signed(value: float) -> str:
@@ -169,7 +171,8 @@ def performance_block(sources: Sources) -> str:
                      f"(`benchmarks/results/corpora_{sources.profile['name']}.json`)", f"{corpora['seconds'] / 60:.1f} min"))
     lms = {name: lm for name, lm in sources.lm_records().items() if lm.get("seconds") is not None}
     if lms:
-        rows.append((f"{len(lms)} character language models (`book/records/{sources.profile['name']}/lm/`)",
+        rows.append((f"{len(lms)} character language models (`book/records/{sources.profile['name']}/lm/`; the sum of "
+                     "their training times, a resumed model's over every session that trained it)",
                      f"{sum(lm['seconds'] for lm in lms.values()) / 60:.0f} min"))
     records = sources.records
     if not records.empty:
@@ -179,6 +182,8 @@ def performance_block(sources: Sources) -> str:
         cache = records["cache_seconds"].dropna()
         if len(cache):
             rows.append(("of which computing language-model vectors into the cache", f"{cache.sum() / 60:.0f} min"))
+    if not rows:
+        return f"No records of the `{sources.profile['name']}` profile yet.\n"
     lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
     if not records.empty:
         speed = results.training_speed(records)
@@ -465,12 +470,18 @@ BLOCKS: dict[str, Callable[[Sources], str]] = {
 
 
 def render(text: str, sources: Sources, path: str = "text") -> str:
-    """``text`` with every generated block written again from ``sources``."""
+    """``text`` with every generated block written again from ``sources``, or from the records of
+    the profile a block names."""
+    by_profile = {sources.profile["name"]: sources}
+
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in BLOCKS:
             raise ClinflairError(f"{path}: unknown generated block {name!r}: known are {', '.join(BLOCKS)}")
-        return match["open"] + BLOCKS[name](sources) + match["close"]
+        profile = match["profile"] or sources.profile["name"]
+        if profile not in by_profile:
+            by_profile[profile] = Sources(sources.root, profile)
+        return match["open"] + BLOCKS[name](by_profile[profile]) + match["close"]
 
     return BLOCK.sub(replace, text)
 

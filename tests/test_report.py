@@ -100,3 +100,20 @@ def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Pa
     text = readme.read_text()
     assert "| adam at 0.003 | 76.0 ± 1.4 | 2 |" in text and "| sgd at 0.1 | 61.0 ± 1.4 | 2 |" in text
     assert "Not measured yet: `python benchmarks/optimizer.py" not in text
+
+
+def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book_copy: Path) -> None:
+    readme = book_copy / "README.md"
+    assert "<!-- clinflair:performance cpu512 -->" in readme.read_text()
+    report.write_documents(book_copy)
+    assert "No records of the `cpu512` profile yet." in readme.read_text()
+    tier = book_copy / "book" / "records" / "cpu512" / "lm"
+    tier.mkdir(parents=True)
+    for direction, seconds in (("forward", 3000.0), ("backward", 3600.0)):
+        lm = json.loads((ROOT / "book" / "records" / "cpu" / "lm" / f"general-{direction}.json").read_text())
+        (tier / f"general-{direction}.json").write_text(json.dumps({**lm, "seconds": seconds}))
+    report.write_documents(book_copy)
+    text = readme.read_text()
+    assert "| 2 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
+    # the documents' own profile still writes the other blocks
+    assert "| 8 character language models (`book/records/cpu/lm/`" in text
