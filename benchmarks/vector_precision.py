@@ -15,37 +15,24 @@ deviations).
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import statistics
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-import flair
 import torch
 
 from clinflair_utils.data import load_corpus
 from clinflair_utils.embeddings import COMPUTE_PRECISIONS, cacheable, cached_vectors, resolve_embeddings
 from clinflair_utils.ner import run_ner, settings_for, training_sentences
 from clinflair_utils.profiles import load_profile
+from precision_common import bfloat16_verdict, measured_header, precision_parser, summarize_seeds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", required=True, help="the profile's pre-trained language models")
-    parser.add_argument("--profile", default="cpu512", help="NER settings to use")
-    parser.add_argument("--dataset", default="nubes")
+    parser = precision_parser(__doc__)
     parser.add_argument("--embeddings", default="general")
-    parser.add_argument("--max-train-sentences", type=int, default=3000)
-    parser.add_argument("--max-epochs", type=int, default=8,
-                        help="enough for the taggers to learn from the capped sentences (4 epochs of 2,000 "
-                             "PharmaCoNER sentences left some seeds at F1 0)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--conditions", default="", help="what else ran on the machine meanwhile (kept in the JSON)")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     settings = replace(settings_for(load_profile(args.profile)), max_train_sentences=args.max_train_sentences,
@@ -54,12 +41,7 @@ def main() -> None:
     sentences = training_sentences(corpus, settings) + list(corpus.test)
     characters = sum(len(token.text) + 1 for sentence in sentences for token in sentence)
     stack = resolve_embeddings(args.embeddings, args.models_dir)
-    measured = {"device": str(flair.device), "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
-                "bf16_instructions": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
-                "versions": {"flair": flair.__version__, "torch": torch.__version__},
-                "conditions": args.conditions, "profile": args.profile,
-                "settings": {**asdict(settings), "cache_compute": "as measured"},
-                "dataset": args.dataset, "embeddings": args.embeddings,
+    measured = {**measured_header(args, settings, "cache_compute"), "embeddings": args.embeddings,
                 "models": {e.name: e.lm.hidden_size for e in cacheable(stack)},
                 "sentences": len(sentences), "characters": characters, "precisions": {}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -82,9 +64,7 @@ def main() -> None:
                 row["runs"].append({"seed": seed, "micro_f1": round(record.micro_f1, 4),
                                     "training_seconds": record.training_seconds})
                 print(f"{precision} seed {seed}: micro F1 {record.micro_f1:.4f}", flush=True)
-            f1 = [run["micro_f1"] for run in row["runs"]]
-            row["micro_f1_mean"] = round(statistics.mean(f1), 4)
-            row["micro_f1_sd"] = round(statistics.stdev(f1), 4) if len(f1) > 1 else None
+            summarize_seeds(row)
             measured["precisions"][precision] = row
         differences = [(a.float() - b.float()) for a, b in zip(tables["float32"], tables["bfloat16"])]
         measured["vector_difference"] = {
@@ -93,13 +73,10 @@ def main() -> None:
                                         / torch.cat([t.float().flatten() for t in tables["float32"]]).pow(2).mean()
                                         .sqrt()), 4)}
     fp32, bf16 = measured["precisions"]["float32"], measured["precisions"]["bfloat16"]
-    measured["ratio"] = round(bf16["characters_per_second"] / fp32["characters_per_second"], 2)
-    measured["f1_difference"] = round(bf16["micro_f1_mean"] - fp32["micro_f1_mean"], 4)
-    spread = max(fp32["micro_f1_sd"] or 0, bf16["micro_f1_sd"] or 0)
-    measured["bfloat16_kept"] = abs(measured["f1_difference"]) <= spread and measured["ratio"] > 1
+    measured.update(bfloat16_verdict(fp32, bf16, "characters_per_second"))
     print(f"bfloat16 / float32 vectors: {measured['ratio']}x; micro F1 {100 * fp32['micro_f1_mean']:.1f} vs "
           f"{100 * bf16['micro_f1_mean']:.1f} (difference {100 * measured['f1_difference']:+.1f}, seed spread "
-          f"{100 * spread:.1f}); vectors differ by {measured['vector_difference']}; "
+          f"{100 * measured['seed_spread']:.1f}); vectors differ by {measured['vector_difference']}; "
           f"bfloat16 {'kept' if measured['bfloat16_kept'] else 'not kept'}")
     if args.json:
         args.json.write_text(json.dumps(measured, indent=2) + "\n")
