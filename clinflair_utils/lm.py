@@ -258,7 +258,10 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         "seed": seed,
         "updates": planned_updates(corpus_dir, config),
         "train_characters": sum(_train_chars(corpus_dir)),
-        "seconds": round(time.time() - started, 1),
+        # every split's wall time, in whichever session trained it (a resumed model's too); what this
+        # session took beside it (loading, checkpoints) is its own
+        "seconds": round(float(curve["seconds"].sum()), 1),
+        "seconds_this_session": round(time.time() - started, 1),
         "resumed_from": resumed_from,
         "best_valid_bpc": round(float(curve["valid_bpc"].min()), 4),
         # flair keeps the model of the best validation loss: the epoch it comes from
@@ -307,15 +310,17 @@ def _splits_in_epoch_order(trainer: LanguageModelTrainer, seed: int):
 
 
 _SPLIT_LINE = re.compile(
-    r"end of split\s+(?P<split>\d+)\s*/\s*(?P<splits>\d+)\s*\|\s*epoch\s+(?P<epoch>\d+).*?"
+    r"end of split\s+(?P<split>\d+)\s*/\s*(?P<splits>\d+)\s*\|\s*epoch\s+(?P<epoch>\d+)\s*\|\s*"
+    r"time:\s*(?P<seconds>[\d.]+)s.*?"
     r"valid loss\s+(?P<loss>[\d.]+).*?learning rate\s+(?P<lr>[\d.]+)"
 )
 
 
 def training_curve(model_dir: Path | str) -> pd.DataFrame:
-    """Validation bits per character after every training split, from flair's ``loss.txt``. A split
-    reported twice (its run stopped after the report and before the checkpoint, and the resumed run
-    did it again) counts once, as the later report."""
+    """Validation bits per character after every training split, and the split's wall time (training
+    and validation), from flair's ``loss.txt``. A split reported twice (its run stopped after the
+    report and before the checkpoint, and the resumed run did it again) counts once, as the later
+    report."""
     path = Path(model_dir) / LM_LOSS_FILE
     rows = []
     if path.is_file():
@@ -324,10 +329,11 @@ def training_curve(model_dir: Path | str) -> pd.DataFrame:
                 rows.append({
                     "epoch": int(match["epoch"]),
                     "split_in_epoch": int(match["split"]),
+                    "seconds": float(match["seconds"]),
                     "valid_bpc": float(match["loss"]) / math.log(2),
                     "learning_rate": float(match["lr"]),
                 })
-    reports = pd.DataFrame(rows, columns=["epoch", "split_in_epoch", "valid_bpc", "learning_rate"])
+    reports = pd.DataFrame(rows, columns=["epoch", "split_in_epoch", "seconds", "valid_bpc", "learning_rate"])
     latest = ~reports.duplicated(["epoch", "split_in_epoch"], keep="last")
     curve = reports[latest].drop(columns="split_in_epoch").reset_index(drop=True)
     curve.index.name = "split"

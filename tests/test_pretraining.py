@@ -166,6 +166,9 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     assert curve.iloc[: len(done_before)].equals(done_before)
     assert curve.groupby("epoch").size().to_dict() == {1: 6, 2: 6}
     assert record["best_epoch"] == curve.loc[curve["valid_bpc"].idxmin(), "epoch"]
+    # its time counts the splits of both sessions, the killed one's too
+    before_kill = curve["seconds"].iloc[: len(done_before)].sum()
+    assert before_kill > 0 and record["seconds"] == round(curve["seconds"].sum(), 1) > before_kill
     assert lm.is_trained(model_dir)
     assert not (model_dir / records.LM_CHECKPOINT_FILE).exists()
 
