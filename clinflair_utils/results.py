@@ -281,7 +281,8 @@ def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
 
 def language_models(records_dir: Path | str) -> pd.DataFrame:
     """Each language model a book trained (rows: model) with its units, epochs, the epoch whose model
-    was kept (the best on held-out text; records written before it was kept show none), training
+    was kept (the best on held-out text; records written before it was kept show it only for a
+    model of one epoch), training
     characters (millions) and updates (forward direction; the backward one matches), and bits per
     character on each held-out text (``bpc <text>``: mean of the two directions, as the
     pre-training chapter measured them), where measured."""
