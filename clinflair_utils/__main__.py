@@ -73,7 +73,8 @@ def _book(args: argparse.Namespace) -> int:
         rows = job_status(args.profile, args.root, args.out)
         width = max(len(row["job"]) for row in rows)
         for row in rows:
-            print(f"{row['job']:<{width}}  {row['state']:<13}  {row['log'] or ''}".rstrip())
+            told = "; ".join(part for part in (row["progress"], row["log"]) if part)
+            print(f"{row['job']:<{width}}  {row['state']:<13}  {told}".rstrip())
         counts = {state: sum(row["state"] == state for row in rows) for state in dict.fromkeys(r["state"] for r in rows)}
         print(", ".join(f"{n} {state}" for state, n in counts.items()))
         return 0

@@ -314,8 +314,8 @@ class BookPlan:
         dictionary = None if settings["base_models"] else self.paths.models / DICTIONARY_FILE
         stages = lm.family_stages(self.paths.corpora, self.paths.models, *lm.family_configs(settings), dictionary,
                                   base_models=settings["base_models"])
-        return [[Job(f"lm/{member.name}", member.train, is_done=member.is_current) for member in stage]
-                for stage in stages]
+        return [[Job(f"lm/{member.name}", member.train, is_done=member.is_current, progress=member.progress)
+                 for member in stage] for stage in stages]
 
     def corpora_job(self) -> Job:
         return Job("corpora", lm.prepare_pretraining, {"output_dir": self.paths.pretraining,
@@ -439,7 +439,8 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
 def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> list[dict]:
     """Each job of a profile's book: ``done`` (its result exists and is current), or what its last
     submission says (``queued``, ``running``, ``failed`` or ``interrupted``, with its log; ``outdated``:
-    made with other settings), or ``not submitted``."""
+    made with other settings), or ``not submitted``; an unfinished job's ``progress`` where it tells
+    one (a language model: its epoch and split)."""
     source = Path(root).resolve()
     profile = load_profile(profile_name)
     paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
@@ -457,7 +458,7 @@ def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None
             state = "done"
         elif state == "done":  # made, but with settings the profile no longer has
             state = "outdated"
-        rows.append({"job": job.name, "state": state, "log": log})
+        rows.append({"job": job.name, "state": state, "log": log, "progress": "" if state == "done" else job.progress()})
     return rows
 
 

@@ -106,6 +106,7 @@ class Job:
     kwargs: dict = field(default_factory=dict)
     is_done: Callable[[], bool] = lambda: False
     log: Path | None = None  # where a failure is told in full when it runs here (a notebook)
+    progress: Callable[[], str] = lambda: ""  # how far an unfinished job got, for book --status
 
     def __call__(self) -> Any:
         return self.function(**self.kwargs)

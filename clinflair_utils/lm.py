@@ -329,13 +329,14 @@ def training_curve(model_dir: Path | str) -> pd.DataFrame:
                 rows.append({
                     "epoch": int(match["epoch"]),
                     "split_in_epoch": int(match["split"]),
+                    "splits": int(match["splits"]),
                     "seconds": float(match["seconds"]),
                     "valid_bpc": float(match["loss"]) / math.log(2),
                     "learning_rate": float(match["lr"]),
                 })
-    reports = pd.DataFrame(rows, columns=["epoch", "split_in_epoch", "seconds", "valid_bpc", "learning_rate"])
+    reports = pd.DataFrame(rows, columns=["epoch", "split_in_epoch", "splits", "seconds", "valid_bpc", "learning_rate"])
     latest = ~reports.duplicated(["epoch", "split_in_epoch"], keep="last")
-    curve = reports[latest].drop(columns="split_in_epoch").reset_index(drop=True)
+    curve = reports[latest].reset_index(drop=True)
     curve.index.name = "split"
     return curve
 
@@ -443,6 +444,16 @@ class FamilyMember:
         dictionary = load_dictionary(self.dictionary) if isinstance(self.dictionary, Path) else self.dictionary
         return train_language_model(self.corpus_dir, self.model_dir, self.config, self.forward, dictionary,
                                     init_from=self.init_from, seed=self.seed)
+
+    def progress(self) -> str:
+        """How far its training got, from flair's log: the last split done and the best validation
+        bits per character so far ("" before the first split)."""
+        curve = training_curve(self.model_dir)
+        if curve.empty or self.config is None:
+            return ""
+        last = curve.iloc[-1]
+        return (f"epoch {int(last['epoch'])} of {self.config.max_epochs}, split {int(last['split_in_epoch'])} of "
+                f"{int(last['splits'])} done; best {curve['valid_bpc'].min():.3f} bits/char")
 
     def is_current(self) -> bool:
         """True if the model is trained with these settings, on this text, from this starting model."""

@@ -143,14 +143,21 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
         # started a second time while the first still trains: it waits, and writes nothing
         checkpoint_before = (model_dir / records.LM_CHECKPOINT_FILE).read_bytes()
         second.start()
-        time.sleep(3)
-        assert second.is_alive() and f"process {process.pid} is training here; waiting" in capsys.readouterr().err
+        told, waiting = "", f"process {process.pid} is training here; waiting"
+        deadline = time.time() + 120  # a loaded machine may take a while to reach the lock
+        while waiting not in told and second.is_alive() and time.time() < deadline:
+            time.sleep(0.2)
+            told += capsys.readouterr().err
+        assert second.is_alive() and waiting in told
         assert (model_dir / records.LM_CHECKPOINT_FILE).read_bytes() == checkpoint_before
     finally:
         process.kill()
         process.wait()
-    second.join(timeout=300)  # the first is gone: the second resumes from its checkpoint
+    second.join(timeout=900)  # the first is gone: the second resumes from its checkpoint
     assert not second.is_alive() and resumed
+    member = lm.FamilyMember("general-forward", corpus_dir, other_dir, config, True)
+    assert member.progress() == (f"epoch 2 of 2, split 2 of 6 done; best {done_before['valid_bpc'].min():.3f} "
+                                 "bits/char")  # what book --status tells of it
     assert done_before.groupby("epoch").size().to_dict() == {1: 6, 2: 2}
 
     # a checkpoint is resumed only with the configuration it was made with
