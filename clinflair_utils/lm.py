@@ -227,7 +227,7 @@ def _train(corpus_dir: Path, model_dir: Path, config: LMConfig, forward: bool,
         (model_dir / LM_LOSS_FILE).unlink(missing_ok=True)
         write_json(started_with, asdict(config))
 
-    with _splits_in_epoch_order(trainer, seed):
+    with _splits_in_epoch_order(trainer, seed), _schedule_resumed(model_dir, resumed_from):
         trainer.train(
             model_dir,
             sequence_length=config.sequence_length,
@@ -307,6 +307,48 @@ def _splits_in_epoch_order(trainer: LanguageModelTrainer, seed: int):
         yield
     finally:
         language_model_trainer.DataLoader = original
+
+
+def resumed_schedule(model_dir: Path | str, resumed_from: dict | None, factor: float,
+                     patience: int) -> dict:
+    """The learning-rate scheduler's state where a checkpoint stopped, replayed from flair's log.
+
+    flair builds a fresh ``ReduceLROnPlateau`` every time ``train`` is called, so a resumed run
+    would forget the best loss so far and how many splits have passed without beating it: a model
+    resumed every few hours would anneal later than one trained without a stop, or never. Stepping
+    torch's own scheduler through the validation losses of the splits the checkpoint holds gives
+    the state the uninterrupted run would have (its threshold is relative, so bits per character
+    step it as nats would). The learning rate itself is the checkpoint's optimizer's.
+    """
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.zeros(1)], lr=1.0), factor=factor, patience=patience)
+    if resumed_from is not None:
+        curve = training_curve(model_dir)
+        # the log's epochs count from 1, the checkpoint's from 0; its split is how many are done
+        epoch = resumed_from["epoch"] + 1
+        held = curve[(curve["epoch"] < epoch) |
+                     ((curve["epoch"] == epoch) & (curve["split_in_epoch"] <= resumed_from["split"]))]
+        for bpc in held["valid_bpc"]:
+            scheduler.step(bpc)
+    return {key: scheduler.state_dict()[key] for key in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")}
+
+
+@contextmanager
+def _schedule_resumed(model_dir: Path, resumed_from: dict | None):
+    """Have flair's trainer start its ``ReduceLROnPlateau`` from :func:`resumed_schedule` (flair
+    builds it inside ``train``; nothing else is changed)."""
+    original = language_model_trainer.ReduceLROnPlateau
+
+    class Resumed(original):
+        def __init__(self, optimizer, **kwargs) -> None:
+            super().__init__(optimizer, **kwargs)
+            self.__dict__.update(resumed_schedule(model_dir, resumed_from, self.factor, self.patience))
+
+    language_model_trainer.ReduceLROnPlateau = Resumed
+    try:
+        yield
+    finally:
+        language_model_trainer.ReduceLROnPlateau = original
 
 
 _SPLIT_LINE = re.compile(

@@ -108,7 +108,8 @@ def getitem_or_pause(self, index=0):
 TextDataset.__getitem__ = getitem_or_pause
 
 dictionary = lm.load_dictionary(sys.argv[3])
-config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
+config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2,
+                    patience=1)
 lm.train_language_model(sys.argv[1], sys.argv[2], config, True, dictionary)
 """
 
@@ -124,7 +125,8 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     for part in ("valid.txt", "test.txt"):
         (corpus_dir / part).write_text((source / part).read_text())
     model_dir, other_dir = tmp_path / "model", tmp_path / "other"
-    config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2)
+    config = lm.LMConfig(hidden_size=32, embedding_size=16, sequence_length=50, mini_batch_size=8, max_epochs=2,
+                        patience=1)
     dictionary = lm.load_dictionary(pretrained / "models" / "dictionary.pkl")
     process = subprocess.Popen(
         [sys.executable, "-c", TRAIN_SCRIPT, str(corpus_dir), str(model_dir), str(pretrained / "models" / "dictionary.pkl")],
@@ -172,6 +174,15 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     # splits it had not reached: 6 an epoch, none twice
     assert curve.iloc[: len(done_before)].equals(done_before)
     assert curve.groupby("epoch").size().to_dict() == {1: 6, 2: 6}
+    # the learning rate anneals as in a run never stopped: flair's scheduler, stepped through every
+    # split's validation loss from the first, would have set the rates both sessions logged
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.zeros(1)], lr=config.learning_rate), factor=config.anneal_factor, patience=1)
+    uninterrupted = []
+    for bpc in curve["valid_bpc"]:
+        uninterrupted.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.step(bpc)
+    assert curve["learning_rate"].tolist() == [round(rate, 4) for rate in uninterrupted]
     assert record["best_epoch"] == curve.loc[curve["valid_bpc"].idxmin(), "epoch"]
     # its time counts the splits of both sessions, the killed one's too
     before_kill = curve["seconds"].iloc[: len(done_before)].sum()
@@ -209,3 +220,22 @@ def test_a_split_reported_twice_counts_once_as_its_later_report(pretrained: Path
     twice = lm.training_curve(tmp_path)
     assert len(twice) == len(once) and twice["valid_bpc"].iloc[0] == 0.5 / math.log(2)
     assert twice["valid_bpc"].iloc[1:].equals(once["valid_bpc"].iloc[1:])
+
+
+def test_a_resumed_run_anneals_as_one_never_stopped(tmp_path: Path) -> None:
+    # two epochs of three splits: the loss stops improving after the second split; a checkpoint
+    # after split 2 of epoch 2 holds five of them
+    losses = [2.0, 1.5, 1.6, 1.7, 1.55, 1.8]
+    (tmp_path / records.LM_LOSS_FILE).write_text("".join(
+        f"| end of split {index % 3 + 1:3d} /  3 | epoch {index // 3 + 1:3d} | time: 1.00s | valid loss {loss:.4f} "
+        f"| valid ppl {math.exp(loss):.4f} | learning rate 20.0000\n" for index, loss in enumerate(losses)))
+    state = lm.resumed_schedule(tmp_path, {"epoch": 1, "split": 2}, factor=0.25, patience=3)
+    assert state["best"] == 1.5 / math.log(2) and state["num_bad_epochs"] == 3 and state["last_epoch"] == 5
+    # given that state, the next split that does not improve anneals, as it would have unstopped;
+    # a fresh scheduler (flair's own on resume) would wait three more
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.zeros(1)], lr=20.0), factor=0.25, patience=3)
+    scheduler.__dict__.update(state)
+    scheduler.step(1.6 / math.log(2))
+    assert scheduler.optimizer.param_groups[0]["lr"] == 5.0
+    assert lm.resumed_schedule(tmp_path, None, factor=0.25, patience=3)["best"] == math.inf
