@@ -248,23 +248,38 @@ class _LocalProcess:
     def __init__(self, folder: str, job_id: str):
         import submitit
 
-        self.job_id = job_id
+        self.job_id, self.folder = job_id, folder
         self._job = submitit.LocalJob(folder=folder, job_id=job_id)
         self.paths = self._job.paths
 
     def done(self) -> bool:
-        return self.paths.result_pickle.exists() or not _alive(self.job_id)
+        return self.paths.result_pickle.exists() or not (_alive(self.job_id) or _submitit_runs_in(self.folder))
 
     def result(self) -> Any:
         return self._job.result()
 
 
+def _submitit_runs_in(folder: str) -> bool:
+    """True while a process of submitit's (its controller, or the job itself) works in ``folder``.
+    The job id is the pid of the shell that started them; that shell can die (a terminal closed)
+    while they run on, and a job taken for dead would be submitted a second time."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if folder in command and any(part.startswith("submitit.") for part in command):
+            return True
+    return False
+
+
 def _alive(pid: str) -> bool:
+    """True while process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    import psutil
+
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError):  # gone, or the pid is someone else's now
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):  # gone, or the pid is someone else's now
         return False
-    return True
 
 
 def _outcome(name: str, handle) -> JobOutcome:

@@ -3,6 +3,7 @@ and the slurm executor against stand-ins for sbatch, srun and sacct (tests/slurm
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -98,11 +100,14 @@ def test_slurm_submits_only_what_is_missing_with_the_options_given(side_by_side,
             assert flag in content, (flag, content)
 
 
-def test_a_job_submitted_by_a_driver_that_stopped_is_waited_for_not_submitted_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("killed", ["driver", "driver and the job's shell"])
+def test_a_job_submitted_by_a_driver_that_stopped_is_waited_for_not_submitted_again(tmp_path: Path,
+                                                                                    killed: str) -> None:
     marker, started, release = tmp_path / "ran", tmp_path / "started", tmp_path / "release"
     # the job says it started, then waits for the test's word: it is still running, whatever the
-    # machine's speed, when its driver dies and the next driver looks for it
-    command = f"touch {started}; while [ ! -f {release} ]; do sleep 0.1; done; echo x >> {marker}"
+    # machine's speed, when its driver dies and the next driver looks for it; it ends a few seconds
+    # after that word, so the next driver sees it running (without a result) after it was told
+    command = f"touch {started}; while [ ! -f {release} ]; do sleep 0.1; done; sleep 3; echo x >> {marker}"
     driver = f"""
 import sys
 from clinflair_utils.jobs import ExecutorSettings, Job, JobRunner
@@ -116,6 +121,10 @@ JobRunner(ExecutorSettings(kind="processes"), sys.argv[1]).run([job])
     assert started.is_file(), "the job never started"
     first.send_signal(signal.SIGKILL)  # the driver dies; its job goes on
     first.wait()
+    if killed != "driver":  # the process submitit started the job with (its job id) dies too
+        shell = psutil.Process(int(json.loads((tmp_path / "jobs" / "slow.json").read_text())["job_id"]))
+        shell.kill()
+        shell.wait(timeout=60)
     messages = []
 
     def log(message: str) -> None:
