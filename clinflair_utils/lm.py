@@ -343,6 +343,9 @@ def _schedule_resumed(model_dir: Path, resumed_from: dict | None):
         def __init__(self, optimizer, **kwargs) -> None:
             super().__init__(optimizer, **kwargs)
             self.__dict__.update(resumed_schedule(model_dir, resumed_from, self.factor, self.patience))
+            if resumed_from is not None:
+                print(f"{model_dir.name}: learning-rate schedule resumed: best {self.best:.3f} bits/char, "
+                      f"{self.num_bad_epochs} of {self.patience} splits without beating it")
 
     language_model_trainer.ReduceLROnPlateau = Resumed
     try:

@@ -168,6 +168,9 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     assert other["resumed_from"] is None and lm.training_curve(other_dir)["epoch"].max() == 1
 
     record = resumed[0]
+    # flair's trainer ran with the schedule replayed up to the checkpoint
+    assert f"learning-rate schedule resumed: best {done_before['valid_bpc'].min():.3f} bits/char" in \
+        capsys.readouterr().out
     assert record["resumed_from"] == {"epoch": 1, "split": 2}
     curve = lm.training_curve(model_dir)
     # the splits finished before the kill are kept, and the interrupted epoch goes on with the 4
