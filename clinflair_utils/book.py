@@ -134,7 +134,7 @@ def merged_parameters(defaults: str, injected: str) -> str:
     """The template's parameters cell with papermill's injected values in place of its defaults, so
     that one cell shows every value a chapter ran with."""
     values = {match[1]: line for line in injected.splitlines() if (match := ASSIGNMENT.match(line))}
-    lines = ["# Parameters: this run's values (injected by papermill) and the template's defaults"]
+    lines = ["# Parameters: this run's values (papermill) and the template's defaults"]
     for line in defaults.splitlines():
         match = ASSIGNMENT.match(line)
         if match and match[1] in values:  # the template's comment describes its default: left out
