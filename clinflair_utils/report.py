@@ -150,7 +150,22 @@ def results_block(sources: Sources) -> str:
     scale = scale_text(sources)
     if scale:
         parts.append(scale)
+    if published := published_text(sources):
+        parts.append(published)
     return "\n\n".join(parts) + "\n"
+
+
+def published_text(sources: Sources) -> str:
+    """Each corpus's best configuration here against the published system of the tagger's kind."""
+    table = results.against_published(sources.records)
+    compared = table[table["published F1"] != "–"]
+    if compared.empty:
+        return ""
+    return ("Against published systems of the tagger's kind (BiLSTM-CRF over pre-trained embeddings; "
+            "for CT-EBM-SP its corpus paper's best; not run here): " + "; ".join(
+                f"{corpus} best here `{row['best configuration']}` {row['F1 here'].split(' (')[0]}, "
+                f"published {row['published F1']} ({row['published by']})"
+                for corpus, row in compared.iterrows()) + ".")
 
 
 def verdict_block(sources: Sources) -> str:

@@ -7,6 +7,7 @@ can add runs -- another seed, a GPU, a new dataset -- and rebuild the tables.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -524,6 +525,30 @@ def reference_scores() -> pd.DataFrame:
     """Published scores of other systems (not run here), with their sources."""
     with resources.files(__package__).joinpath("reference_scores.csv").open(encoding="utf-8") as handle:
         return pd.read_csv(handle)
+
+
+def against_published(records: pd.DataFrame, metric: str = "micro_f1") -> pd.DataFrame:
+    """Per corpus: the configuration with the best mean F1 here, beside the published system of the
+    tagger's own kind (BiLSTM-CRF over pre-trained embeddings; for CT-EBM-SP, its corpus paper's
+    best) and how far below it this tier stays, in points; "–" where none was published."""
+    published = reference_scores()
+    published = published[published["architecture"] != "transformer"].set_index("dataset")
+    text, best = score_cells(records, 1, metric)
+    means = summary_table(records, metric)["mean"]
+    rows = []
+    for dataset in text.index:
+        configuration = best.loc[dataset].idxmax()
+        here = 100 * means.loc[dataset, configuration]
+        row = {"corpus": dataset_name(dataset), "best configuration": configuration,
+               "F1 here": text.loc[dataset, configuration], "published F1": "–", "published by": "–",
+               "published − here": "–"}
+        if dataset in published.index:
+            reference = published.loc[dataset]
+            row.update({"published F1": f"{reference['f1']:.1f}",
+                        "published by": re.match(r".*?\d{4}", reference["source"])[0],
+                        "published − here": f"{reference['f1'] - here:+.1f}"})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("corpus")
 
 
 # What the paper reports of its setting (Rojas, Dunstan & Villena 2022), for the scale table.

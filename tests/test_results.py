@@ -270,3 +270,17 @@ def test_learning_curves_choose_the_first_epoch_within_a_point_of_the_best() -> 
     assert table.loc[("PharmaCoNER", "chars"), "first within 1 point"] == 4
     figure = results.plot_learning_curves(curves)
     assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
+
+
+def test_each_corpus_best_configuration_beside_the_published_bilstm_crf() -> None:
+    records = frame({
+        ("pharmaconer", "chars"): [0.50, 0.52], ("pharmaconer", "clinical"): [0.70, 0.72],
+        ("nubes", "general"): [0.80, 0.82], ("nubes", "clinical"): [0.79, 0.79],
+    })
+    table = results.against_published(records)
+    pharmaconer, nubes = table.loc["PharmaCoNER"], table.loc["NUBes"]
+    assert pharmaconer["best configuration"] == "clinical" and pharmaconer["F1 here"] == "71.0 ± 1.4 (2)"
+    # the BiLSTM-CRF with flair's pooled embeddings, not the transformers listed beside it
+    assert pharmaconer["published F1"] == "89.8" and pharmaconer["published by"] == "Stoeckel, Hemati & Mehler 2019"
+    assert pharmaconer["published − here"] == f"{89.76 - 71.0:+.1f}"
+    assert nubes["best configuration"] == "general" and nubes["published F1"] == "–"
