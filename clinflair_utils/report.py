@@ -147,6 +147,8 @@ def results_block(sources: Sources) -> str:
         parts += ["Differences in points, paired by seed, and their Holm-adjusted p-values; bold where the "
                   "verdict counts the difference. " + results.family_note(family), differences]
     parts.append(results.verdict_text(results.verdicts(sources.records)))
+    if floor := results.floor_text(sources.records):
+        parts.append(floor)
     scale = scale_text(sources)
     if scale:
         parts.append(scale)

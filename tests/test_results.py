@@ -284,3 +284,20 @@ def test_each_corpus_best_configuration_beside_the_published_bilstm_crf() -> Non
     assert pharmaconer["published F1"] == "89.8" and pharmaconer["published by"] == "Stoeckel, Hemati & Mehler 2019"
     assert pharmaconer["published − here"] == f"{89.76 - 71.0:+.1f}"
     assert nubes["best configuration"] == "general" and nubes["published F1"] == "–"
+
+
+def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_the_seed_spread() -> None:
+    records = frame({
+        ("nubes", "general"): [0.80, 0.81, 0.82], ("nubes", "chars"): [0.70, 0.71, 0.70],     # clears
+        ("cantemist", "general"): [0.64, 0.65, 0.64], ("cantemist", "chars"): [0.65, 0.66, 0.65],  # below
+        ("cwlc", "general"): [0.50, 0.56, 0.44], ("cwlc", "chars"): [0.49, 0.50, 0.48],  # above, inside the spread
+    })
+    table = results.floor(records)
+    assert table["clears"].to_dict() == {"cantemist": False, "cwlc": False, "nubes": True}
+    text = results.floor_text(records)
+    assert "beyond the seed spread on 1 of 3 corpora: NUBes (+10.7" in text
+    assert "not on CANTEMIST (-1.0" in text and "CWLC (+1.0" in text
+    reasons = results.reasons(load_profile("cpu512"), records)
+    assert "does not clear the no-language-model floor (`chars`) beyond the seed spread on CANTEMIST, CWLC" in reasons
+    cleared = frame({("nubes", "general"): [0.80, 0.81], ("nubes", "chars"): [0.70, 0.71]})
+    assert "floor" not in results.reasons(load_profile("cpu512"), cleared)
