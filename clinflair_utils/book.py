@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +43,7 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
 from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
-from .ner import NerSettings, RunRecord, learning_curve, settings_for
+from .ner import NerSettings, RunRecord, curve_progress, learning_curve, settings_for
 from .profiles import PROFILES, grid, load_profile
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
                       keep_models, lm_records, publish_pretraining, run_name)
@@ -304,7 +305,8 @@ class BookPlan:
                 jobs.append(Job(f"curve/{run_name(*run)}", learn_curve, {
                     "dataset": dataset, "embeddings": embeddings, "seed": section["seed"], "settings": settings,
                     "epochs": section["epochs"], "output_dir": paths.curve_dir(*run), "models_dir": paths.models,
-                    "cache_dir": paths.work / "cache", "record": record}, is_done=done))
+                    "cache_dir": paths.work / "cache", "record": record}, is_done=done,
+                    progress=partial(curve_progress, paths.curve_dir(*run), section["epochs"])))
         return jobs
 
     def language_model_stages(self) -> list[list[Job]]:

@@ -546,6 +546,20 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
         return _train_curve(prepared, seed, settings, output_dir)
 
 
+def curve_progress(output_dir: Path | str, epochs: int) -> str:
+    """How far a learning curve got, for ``book --status``: the epochs scored on dev so far and the
+    best dev F1 ("" before the first)."""
+    curve_file = Path(output_dir) / LEARNING_CURVE_FILE
+    if not curve_file.is_file():
+        return ""
+    curve = pd.read_csv(curve_file, sep="\t")
+    if curve.empty:
+        return ""
+    best = curve.loc[curve["dev_micro_f1"].idxmax()]
+    return (f"epoch {int(curve['epoch'].max())} of {epochs} done; best dev F1 {100 * best['dev_micro_f1']:.1f} "
+            f"(epoch {int(best['epoch'])})")
+
+
 def _train_curve(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path) -> pd.DataFrame:
     # the curve so far, kept beside the training checkpoints so that a resumed curve has every epoch
     curve_file = output_dir / LEARNING_CURVE_FILE

@@ -422,3 +422,7 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     curve = ner.learning_curve("nubes-small", "chars", 1, settings, 3, tmp_path / "curve", corpus=small)
     assert curve["epoch"].tolist() == [1, 2, 3] and curve["dev_micro_f1"].between(0, 1).all()
     assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
+    best = curve.loc[curve["dev_micro_f1"].idxmax()]
+    assert ner.curve_progress(tmp_path / "curve", 30) == (  # what book --status tells of it
+        f"epoch 3 of 30 done; best dev F1 {100 * best['dev_micro_f1']:.1f} (epoch {int(best['epoch'])})")
+    assert ner.curve_progress(tmp_path / "not-started", 30) == ""
