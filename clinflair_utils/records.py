@@ -12,6 +12,7 @@ run goes to ``output/<profile>/`` (models, caches, per-run notebooks and taggers
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -360,10 +361,30 @@ def publish_pretraining(paths: BookPaths, embedding_key) -> None:
         copy_file(summary, paths.records / "corpora" / CORPORA_SUMMARY_FILE)
 
 
+IN_PROGRESS_DIR = "in-progress"  # under book/models/<profile>: checkpoints of models still training
+
+
+def _resume_in_progress(paths: BookPaths) -> None:
+    for checkpoint in sorted((paths.kept_models / IN_PROGRESS_DIR).glob(f"*/{LM_CHECKPOINT_FILE}")):
+        name, target = checkpoint.parent.name, paths.models / checkpoint.parent.name
+        if (paths.kept_models / name / LM_DONE_FILE).is_file():  # finished and kept: spent
+            shutil.rmtree(checkpoint.parent)
+        elif not ((target / LM_DONE_FILE).is_file() or (target / LM_CHECKPOINT_FILE).is_file()):
+            target.mkdir(parents=True, exist_ok=True)
+            for part in sorted(checkpoint.parent.iterdir()):  # the checkpoint last: it marks a whole copy
+                if part.name != LM_CHECKPOINT_FILE:
+                    copy_file(part, target / part.name)
+            copy_file(checkpoint, target / LM_CHECKPOINT_FILE)
+
+
 def keep_models(paths: BookPaths) -> None:
     """Keep the finished language models with the book (``book/models/<profile>``), and put kept ones
     back into ``output/`` where it lacks them: a clone then runs the NER grid without training the
-    models again. For profiles whose models are small enough to commit (``keep_models: true``)."""
+    models again. For profiles whose models are small enough to commit (``keep_models: true``).
+
+    Checkpoints of models still training, committed under ``book/models/<profile>/in-progress/``, go
+    back too where ``output/`` has neither that model nor a checkpoint of it (a clone resumes them);
+    once the model is finished and kept, its in-progress folder is removed."""
     for source_dir, target_dir, only_missing in ((paths.kept_models, paths.models, True),
                                                  (paths.models, paths.kept_models, False)):
         for done in sorted(source_dir.glob(f"*/{LM_DONE_FILE}")):
@@ -379,3 +400,4 @@ def keep_models(paths: BookPaths) -> None:
         dictionary = source_dir / DICTIONARY_FILE
         if dictionary.is_file() and (not only_missing or not (target_dir / DICTIONARY_FILE).is_file()):
             copy_file(dictionary, target_dir / DICTIONARY_FILE)
+    _resume_in_progress(paths)

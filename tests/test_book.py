@@ -233,6 +233,23 @@ def test_kept_models_travel_with_the_book_and_come_back(tmp_path: Path) -> None:
     keep_models(paths)
     assert (kept / "clinical-forward" / "best-lm.pt").read_bytes() == b"retrained"
 
+    # a model still training, its checkpoint committed: a clone gets it back to resume from
+    in_progress = kept / "in-progress" / "control-forward"
+    in_progress.mkdir(parents=True)
+    for name, content in (("checkpoint.pt", b"state"), ("loss.txt", "| end of split 1 |"), ("started.json", "{}")):
+        (in_progress / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    shutil.rmtree(tmp_path / "output")
+    keep_models(paths)
+    resumed = paths.models / "control-forward"
+    assert {p.name for p in resumed.iterdir()} == {"checkpoint.pt", "loss.txt", "started.json"}
+    (resumed / "checkpoint.pt").write_bytes(b"later state")  # this machine's own goes on, not replaced
+    keep_models(paths)
+    assert (resumed / "checkpoint.pt").read_bytes() == b"later state"
+    (resumed / "best-lm.pt").write_bytes(b"control")  # it finishes: kept, and its checkpoints are spent
+    (resumed / "training.json").write_text('{"seconds": 3}')
+    keep_models(paths)
+    assert (kept / "control-forward" / "best-lm.pt").read_bytes() == b"control" and not in_progress.exists()
+
 
 def test_a_chapter_made_with_other_profile_settings_is_not_done(tmp_path: Path) -> None:
     from clinflair_utils.book import profile_digest
