@@ -317,8 +317,10 @@ def resumed_schedule(model_dir: Path | str, resumed_from: dict | None, factor: f
     would forget the best loss so far and how many splits have passed without beating it: a model
     resumed every few hours would anneal later than one trained without a stop, or never. Stepping
     torch's own scheduler through the validation losses of the splits the checkpoint holds gives
-    the state the uninterrupted run would have (its threshold is relative, so bits per character
-    step it as nats would). The learning rate itself is the checkpoint's optimizer's.
+    the state the uninterrupted run would have, in flair's unit (nats: the state's ``best`` is
+    compared with the losses the resumed run reports). The learning rate itself is the
+    checkpoint's optimizer's. flair logs its losses to 4 decimals, so a split within 0.00005 nats
+    of the best can count differently than it did live.
     """
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         torch.optim.SGD([torch.zeros(1)], lr=1.0), factor=factor, patience=patience)
@@ -329,7 +331,7 @@ def resumed_schedule(model_dir: Path | str, resumed_from: dict | None, factor: f
         held = curve[(curve["epoch"] < epoch) |
                      ((curve["epoch"] == epoch) & (curve["split_in_epoch"] <= resumed_from["split"]))]
         for bpc in held["valid_bpc"]:
-            scheduler.step(bpc)
+            scheduler.step(bpc * math.log(2))  # back to nats, as flair steps it
     return {key: scheduler.state_dict()[key] for key in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")}
 
 
@@ -344,7 +346,7 @@ def _schedule_resumed(model_dir: Path, resumed_from: dict | None):
             super().__init__(optimizer, **kwargs)
             self.__dict__.update(resumed_schedule(model_dir, resumed_from, self.factor, self.patience))
             if resumed_from is not None:
-                print(f"{model_dir.name}: learning-rate schedule resumed: best {self.best:.3f} bits/char, "
+                print(f"{model_dir.name}: learning-rate schedule resumed: best {self.best / math.log(2):.3f} bits/char, "
                       f"{self.num_bad_epochs} of {self.patience} splits without beating it")
 
     language_model_trainer.ReduceLROnPlateau = Resumed
