@@ -281,22 +281,21 @@ def baseline_differences(records: pd.DataFrame, candidate: str = "clinical",
 
 
 def floor(records: pd.DataFrame, model: str = "general", floor_embeddings: str = "chars") -> pd.DataFrame:
-    """``model`` against ``floor_embeddings`` (the tagger without a language model), per dataset:
-    :func:`paired_difference`'s columns and ``clears``: True where the difference is positive and
-    larger than the seed-to-seed standard deviation (the floor a useful language model clears)."""
+    """``model`` against ``floor_embeddings`` (the tagger without a language model), per dataset with
+    two seeds or more (one seed has no spread to judge by): :func:`paired_difference`'s columns and
+    ``clears``: True where the difference is positive and larger than the seed-to-seed standard
+    deviation (the floor a useful language model clears)."""
     table = paired_difference(records, model, floor_embeddings)
     if table.empty:
         return table
-    table["clears"] = (table["difference"] > 0) & (table["difference"] > table["seed_spread_sd"].fillna(0))
+    table = table[table["seeds"] > 1].copy()
+    table["clears"] = (table["difference"] > 0) & (table["difference"] > table["seed_spread_sd"])
     return table.sort_index(key=lambda index: index.map(dataset_name))
 
 
 def floor_text(records: pd.DataFrame, model: str = "general", floor_embeddings: str = "chars") -> str:
     """Whether ``model`` clears the no-language-model floor on each dataset, as one sentence."""
     table = floor(records, model, floor_embeddings)
-    if table.empty:
-        return ""
-    table = table[table["seeds"] > 1]
     if table.empty:
         return ""
 
@@ -394,7 +393,7 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
     bpc = (f" (held-out general text: {models.loc['general', 'bpc general']:.2f} bits per character, "
            "the mean of its two directions)" if "general" in models.index else "")
     below = floor(records)
-    below = below[(below["seeds"] > 1) & ~below["clears"]] if len(below) else below
+    below = below[~below["clears"]] if len(below) else below
     if len(below):
         items.append(f"**The general models barely help the tagger.** `general` does not clear the "
                      f"no-language-model floor (`chars`) beyond the seed spread on "
@@ -587,11 +586,11 @@ def against_published(records: pd.DataFrame, metric: str = "micro_f1") -> pd.Dat
     best) and how far below it this tier stays, in points; "–" where none was published."""
     published = reference_scores()
     published = published[published["architecture"] != "transformer"].set_index("dataset")
-    text, best = score_cells(records, 1, metric)
+    text, _ = score_cells(records, 1, metric)
     means = summary_table(records, metric)["mean"]
     rows = []
     for dataset in text.index:
-        configuration = best.loc[dataset].idxmax()
+        configuration = means.loc[dataset].idxmax()
         here = 100 * means.loc[dataset, configuration]
         row = {"corpus": dataset_name(dataset), "best configuration": configuration,
                "F1 here": text.loc[dataset, configuration], "published F1": "–", "published by": "–",
