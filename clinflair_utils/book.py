@@ -14,8 +14,8 @@ configuration, training text or starting model changed (training itself resumes 
 checkpoint). A failing run is reported with its notebook and error; the others go on.
 
 Where the jobs run is the executor's choice (:mod:`clinflair_utils.jobs`): ``local`` (default) one
-after another in this process; ``processes`` or ``slurm`` side by side through submitit, the language
-models of one pre-training stage and then every NER run as jobs of their own.
+after another in this process; ``processes`` or ``slurm`` side by side through submitit, each language
+model (after the one it continues) and then every NER run as jobs of their own.
 """
 
 from __future__ import annotations
@@ -309,15 +309,16 @@ class BookPlan:
                     progress=partial(curve_progress, paths.curve_dir(*run), section["epochs"])))
         return jobs
 
-    def language_model_stages(self) -> list[list[Job]]:
-        """The pre-training chapter's models as jobs, in two stages (``general``; then the models
-        that continue it), for executors that run jobs side by side. Needs the corpora built."""
+    def language_model_jobs(self) -> list[Job]:
+        """The pre-training chapter's models as jobs, each fine-tuned model after the ``general`` model
+        it continues, for executors that run jobs side by side. Needs the corpora built."""
         settings = self.profile["pretraining"]
         dictionary = None if settings["base_models"] else self.paths.models / DICTIONARY_FILE
-        stages = lm.family_stages(self.paths.corpora, self.paths.models, *lm.family_configs(settings), dictionary,
-                                  base_models=settings["base_models"])
-        return [[Job(f"lm/{member.name}", member.train, is_done=member.is_current, progress=member.progress)
-                 for member in stage] for stage in stages]
+        members = lm.family_members(self.paths.corpora, self.paths.models, *lm.family_configs(settings), dictionary,
+                                    base_models=settings["base_models"])
+        return [Job(f"lm/{member.name}", member.train, is_done=member.is_current, progress=member.progress,
+                    needs=(f"lm/{member.continues}",) if member.continues else ())
+                for member in members]
 
     def corpora_job(self) -> Job:
         return Job("corpora", lm.prepare_pretraining, {"output_dir": self.paths.pretraining,
@@ -355,13 +356,10 @@ class BookRun:
             keep_models(self.paths)  # a clone gets the kept models back before anything looks for them
         pretraining = self.plan.chapter("pretraining")
         if self.executor.kind != "local" and not pretraining.is_done():
-            # the corpora, then each stage's language models; the chapter then finds every model
-            # trained and only reports
-            if not self.run([self.plan.corpora_job()]):
+            # the corpora, then the language models, each fine-tuned one as soon as the model it
+            # continues is done; the chapter then finds every model trained and only reports
+            if not self.run([self.plan.corpora_job()]) or not self.run(self.plan.language_model_jobs()):
                 return False
-            for stage in self.plan.language_model_stages():
-                if not self.run(stage):
-                    return False
         if not self.run([pretraining]):
             return False
         if keeps:
@@ -449,7 +447,7 @@ def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None
     plan = BookPlan(profile_name, profile, paths)
     jobs = [plan.chapter("pretraining")]
     if paths.corpora.is_dir():
-        jobs += [job for stage in plan.language_model_stages() for job in stage]
+        jobs += plan.language_model_jobs()
     jobs += plan.curve_jobs()
     jobs += [plan.chapter("embeddings"), plan.chapter("tutorial")] + plan.run_jobs(log=lambda message: None)
     jobs.append(plan.chapter("results"))

@@ -1,10 +1,12 @@
 """Where the book's jobs run: in this process, as local subprocesses, or on a SLURM cluster.
 
-The book is a list of stages; each stage a list of :class:`Job` that do not depend on each other (the
-NER runs, the language models of one pre-training stage, the chapters). ``local`` runs them one after
-another in this process, as the book always did. ``processes`` and ``slurm`` hand each job to
-submitit (its ``LocalExecutor``: one subprocess per job; its ``SlurmExecutor``: one ``sbatch`` job
-each), at most ``max_jobs`` at once, and wait for the stage to end before the next one starts.
+The book is a list of stages; each stage a list of :class:`Job` (the NER runs, the language models,
+the chapters), of which a job may need others of its stage to finish first (``needs``: a fine-tuned
+language model needs the model it continues). ``local`` runs them one after another in this process,
+as the book always did. ``processes`` and ``slurm`` hand each job to submitit (its
+``LocalExecutor``: one subprocess per job; its ``SlurmExecutor``: one ``sbatch`` job each), at most
+``max_jobs`` at once, each as soon as what it needs is done, and wait for the stage to end before
+the next one starts.
 
 A job whose result exists (a run's record, a trained model, an executed chapter) is not submitted.
 Each submission is remembered in ``<jobs folder>/<job>.json``: a job still queued or running when the
@@ -107,6 +109,7 @@ class Job:
     is_done: Callable[[], bool] = lambda: False
     log: Path | None = None  # where a failure is told in full when it runs here (a notebook)
     progress: Callable[[], str] = lambda: ""  # how far an unfinished job got, for book --status
+    needs: tuple[str, ...] = ()  # names of jobs of the same stage that must finish first
 
     def __call__(self) -> Any:
         return self.function(**self.kwargs)
@@ -137,14 +140,19 @@ class JobRunner:
         self.settings, self.folder, self.log = settings, Path(folder), log
 
     def run(self, jobs: list[Job], on_done: Callable[[Job], None] | None = None) -> list[JobOutcome]:
-        """Run the jobs of one stage; ``on_done(job)`` after each that succeeds (in this process)."""
+        """Run the jobs of one stage, each after the jobs it ``needs``; ``on_done(job)`` after each
+        that succeeds (in this process). A job whose need failed fails without running."""
         pending = [job for job in jobs if not job.is_done()]
         outcomes = [JobOutcome(job.name, "skipped") for job in jobs if job not in pending]
         if self.settings.kind == "local":
             for job in pending:
-                outcomes.append(self._run_here(job, on_done))
+                unmet = _unmet(job, outcomes)
+                if unmet is None:
+                    raise ClinflairError(f"job {job.name} needs {', '.join(job.needs)}, which are not before it in "
+                                         "its stage")
+                outcomes.append(_not_run(job, unmet) if unmet else self._run_here(job, on_done))
             return outcomes
-        return outcomes + self._run_submitted(pending, on_done)
+        return outcomes + self._run_submitted(pending, on_done, outcomes)
 
     def _run_here(self, job: Job, on_done: Callable[[Job], None] | None) -> JobOutcome:
         self.log(f"{job.name}: running")
@@ -186,7 +194,8 @@ class JobRunner:
             executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
         return executor
 
-    def _run_submitted(self, jobs: list[Job], on_done: Callable[[Job], None] | None) -> list[JobOutcome]:
+    def _run_submitted(self, jobs: list[Job], on_done: Callable[[Job], None] | None,
+                       earlier: list[JobOutcome]) -> list[JobOutcome]:
         outcomes, waiting, running = [], list(jobs), {}
         for job in list(waiting):  # submitted by an earlier driver and not ended: wait for it
             handle = self._attach(job)
@@ -195,8 +204,17 @@ class JobRunner:
                 running[job.name] = (job, handle)
                 self.log(f"{job.name}: submitted earlier as {handle.job_id}; waiting for it")
         while waiting or running:
-            while waiting and len(running) < self.settings.max_jobs:
-                job = waiting.pop(0)
+            for job in list(waiting):
+                if len(running) >= self.settings.max_jobs:
+                    break
+                unmet = _unmet(job, earlier + outcomes)
+                if unmet is None:  # a job it needs has not ended yet
+                    continue
+                waiting.remove(job)
+                if unmet:
+                    outcomes.append(_not_run(job, unmet))
+                    self.log(f"{job.name}: not run; it needs {', '.join(unmet)}, which failed")
+                    continue
                 try:
                     handle = self._executor(job).submit(job.function, **job.kwargs)
                 except Exception as error:  # sbatch refused it: report, go on with the others
@@ -218,6 +236,10 @@ class JobRunner:
                 if outcome.state == "done" and on_done:
                     on_done(job)
                 outcomes.append(outcome)
+            if waiting and not running and all(_unmet(job, earlier + outcomes) is None for job in waiting):
+                # what they need is neither in this stage nor done: a mistake in the plan, not a wait
+                raise ClinflairError(f"jobs {', '.join(job.name for job in waiting)} need jobs that are not in "
+                                     "their stage")
             if waiting or running:
                 time.sleep(self.settings.poll_seconds)
         return outcomes
@@ -232,6 +254,18 @@ class JobRunner:
             return None
         handle = _handle(record)
         return None if handle.done() else handle
+
+
+def _unmet(job: Job, outcomes: list[JobOutcome]) -> list[str] | None:
+    """The jobs ``job`` needs that failed ([]: none, it may run); None while one has not ended."""
+    ended = {outcome.name: outcome.state for outcome in outcomes}
+    if any(name not in ended for name in job.needs):
+        return None
+    return [name for name in job.needs if ended[name] == "failed"]
+
+
+def _not_run(job: Job, failed_needs: list[str]) -> JobOutcome:
+    return JobOutcome(job.name, "failed", f"not run: it needs {', '.join(failed_needs)}, which failed")
 
 
 def _handle(record: dict):

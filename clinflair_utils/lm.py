@@ -471,7 +471,7 @@ def save_published_model(flair_name: str, target_dir: Path | str) -> dict:
 @dataclass
 class FamilyMember:
     """One model of a family (``general-forward``, ``clinical-backward`` ...) and how to make it:
-    a job of its own, independent of the other members of its stage."""
+    a job of its own, which needs only the model it continues."""
 
     name: str
     corpus_dir: Path
@@ -480,6 +480,7 @@ class FamilyMember:
     forward: bool
     dictionary: Dictionary | Path | None = None  # a model from scratch: the dictionary or its file
     init_from: Path | None = None  # a fine-tuned model: the model it continues
+    continues: str | None = None  # ... and that model's member name, a job to wait for
     published: str | None = None  # flair's published model stored as this member instead
     seed: int = 1
 
@@ -512,7 +513,7 @@ class FamilyMember:
         return _changed_since(record, self.corpus_dir, self.config, self.init_from) is None
 
 
-def family_stages(
+def family_members(
     corpora_dir: Path | str,
     models_dir: Path | str,
     general: LMConfig | None,
@@ -520,21 +521,22 @@ def family_stages(
     dictionary: Dictionary | Path | None,
     base_models: dict[str, str] | None = None,
     seed: int = 1,
-) -> list[list[FamilyMember]]:
-    """The models :func:`train_model_family` makes, in two stages whose members do not depend on each
-    other: ``general`` in both directions, then every fine-tuned model in both directions."""
+) -> list[FamilyMember]:
+    """The models :func:`train_model_family` makes, each after the one it continues: ``general`` in
+    both directions, then every fine-tuned model in both directions (forward first)."""
     corpora_dir, models_dir = Path(corpora_dir), Path(models_dir)
-    first, second = [], []
+    generals, finetuned = [], []
     for direction in DIRECTIONS:
         forward = direction == "forward"
         general_dir = model_dir(models_dir, "general", direction)
-        first.append(FamilyMember(f"general-{direction}", corpora_dir / "general", general_dir, general, forward,
-                                  dictionary, published=(base_models or {}).get(direction), seed=seed))
-        second += [FamilyMember(f"{name}-{direction}", corpora_dir / name, model_dir(models_dir, name, direction),
-                                finetune[name] if isinstance(finetune, dict) else finetune, forward,
-                                init_from=general_dir / LM_MODEL_FILE, seed=seed)
-                   for name in FINETUNED if (corpora_dir / name).is_dir()]
-    return [first, second]
+        generals.append(FamilyMember(f"general-{direction}", corpora_dir / "general", general_dir, general, forward,
+                                     dictionary, published=(base_models or {}).get(direction), seed=seed))
+        finetuned += [FamilyMember(f"{name}-{direction}", corpora_dir / name, model_dir(models_dir, name, direction),
+                                   finetune[name] if isinstance(finetune, dict) else finetune, forward,
+                                   init_from=general_dir / LM_MODEL_FILE, continues=f"general-{direction}",
+                                   seed=seed)
+                      for name in FINETUNED if (corpora_dir / name).is_dir()]
+    return generals + finetuned
 
 
 def train_model_family(
@@ -554,8 +556,8 @@ def train_model_family(
     ``clinical``, ``control`` and ``referrals`` continue it with ``finetune`` on their corpora
     (``control`` has as many training characters as ``clinical``, hence as many updates).
     """
-    stages = family_stages(corpora_dir, models_dir, general, finetune, dictionary, base_models, seed)
-    return {member.name: member.train() for stage in stages for member in stage}
+    members = family_members(corpora_dir, models_dir, general, finetune, dictionary, base_models, seed)
+    return {member.name: member.train() for member in members}
 
 
 PUBLISHED_HIDDEN_SIZE = 2048  # flair's es-forward/es-backward, which the paper's setting fine-tunes
@@ -568,10 +570,10 @@ def pretraining_work(output_dir: Path | str, settings: dict, build: CorporaBuild
     output_dir = Path(output_dir)
     train_characters = {summary.domain: summary.characters.get("train", 0) for summary in build.corpora}
     general, finetune = family_configs(settings)
-    stages = family_stages(output_dir / "corpora", output_dir / "models", general, finetune, None,
-                           settings["base_models"])
+    members = family_members(output_dir / "corpora", output_dir / "models", general, finetune, None,
+                             settings["base_models"])
     work = {member.name: train_characters.get(member.corpus_dir.name, 0) * member.config.max_epochs
-            for stage in stages for member in stage
+            for member in members
             if not member.published and not (member.model_dir / LM_DONE_FILE).is_file()}
     return work, PUBLISHED_HIDDEN_SIZE if settings["base_models"] else general.hidden_size
 

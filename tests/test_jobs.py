@@ -154,3 +154,32 @@ def test_bad_executor_options_fail_before_anything_is_submitted(tmp_path: Path) 
                                capture_output=True, text=True)
     assert completed.returncode == 1 and "--time-min" in completed.stderr and "--mem-gb" in completed.stderr
     assert not (tmp_path / "output").exists()
+
+
+@pytest.mark.parametrize("kind", ["processes", "local"])
+def test_a_job_starts_as_soon_as_what_it_needs_is_done_and_not_after_a_failure(tmp_path: Path, kind: str) -> None:
+    log = tmp_path / "order"
+
+    def shell(name: str, command: str, needs: tuple[str, ...] = ()) -> Job:
+        return Job(name, subprocess.run, {"args": command, "shell": True, "check": True}, needs=needs)
+
+    # "base" runs until "free" has started: "free" is listed last, yet starts beside "base" because
+    # "after-base" waits for "base"; "after-broken" never runs, its need failed
+    jobs = [shell("base", f"echo base >> {log}; " + (f"while ! grep -q free {log}; do sleep 0.1; done; "
+                                                     if kind == "processes" else "") + f"echo base-end >> {log}"),
+            shell("after-base", f"echo after-base >> {log}", needs=("base",)),
+            shell("broken", "exit 3"),
+            shell("after-broken", f"echo after-broken >> {log}", needs=("broken",)),
+            shell("free", f"echo free >> {log}")]
+    outcomes = {outcome.name: outcome for outcome in
+                JobRunner(ExecutorSettings(kind=kind, max_jobs=2, poll_s=0.2), tmp_path / "jobs").run(jobs)}
+    assert {name: outcome.state for name, outcome in outcomes.items()} == {
+        "base": "done", "after-base": "done", "broken": "failed", "after-broken": "failed", "free": "done"}
+    assert "needs broken, which failed" in outcomes["after-broken"].error
+    order = log.read_text().split()
+    assert "after-broken" not in order and order.index("after-base") > order.index("base-end")
+    if kind == "processes":  # side by side: "free" did not wait behind "after-base"
+        assert order.index("free") < order.index("base-end")
+    with pytest.raises(ClinflairError, match="need jobs that are not in their stage|not before it"):
+        JobRunner(ExecutorSettings(kind=kind, poll_s=0.2), tmp_path / "again").run(
+            [shell("orphan", "true", needs=("elsewhere",))])
