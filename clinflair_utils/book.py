@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -43,10 +43,10 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
 from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
-from .ner import NerSettings, RunRecord, curve_progress, learning_curve, settings_for
-from .profiles import PROFILES, grid, load_profile
+from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, settings_for
+from .profiles import PROFILES, grid, label_fraction_runs, load_profile
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
-                      keep_models, lm_records, publish_pretraining, run_name)
+                      fraction_run_name, fraction_sentences, keep_models, lm_records, publish_pretraining, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", "book/references.bib")
@@ -193,6 +193,20 @@ def learn_curve(dataset: str, embeddings: str, seed: int, settings: NerSettings,
                 dev_micro_f1=curve["dev_micro_f1"].tolist(), seconds=round(time.time() - started, 1)).save(record)
 
 
+def language_model_jobs_of(embeddings: str) -> tuple[str, ...]:
+    """The jobs that train the book's own language models ``embeddings`` reads (none for ``chars``
+    or flair's published models)."""
+    return tuple(f"lm/{embeddings}-{direction}" for direction in DIRECTIONS) if embeddings in LOCAL_SPECS else ()
+
+
+def train_on_fraction(dataset: str, embeddings: str, seed: int, settings: NerSettings, fraction: float,
+                      output_dir: Path, models_dir: Path, cache_dir: Path, record: Path, profile: str) -> None:
+    """One run on a fraction of the training sentences (:func:`clinflair_utils.ner.run_on_fraction`),
+    its record kept with the book."""
+    run_on_fraction(dataset, embeddings, seed, settings, fraction, output_dir, models_dir, cache_dir, profile)
+    copy_file(output_dir / RUN_RECORD_FILE, record)
+
+
 def execute_run(template: Path, notebook: Path, parameters: dict, cwd: Path, record: Path) -> None:
     """One NER run: papermill the NER template into the run's notebook, then keep its record with
     the book (written atomically: a record is whole or absent)."""
@@ -306,7 +320,32 @@ class BookPlan:
                     "dataset": dataset, "embeddings": embeddings, "seed": section["seed"], "settings": settings,
                     "epochs": section["epochs"], "output_dir": paths.curve_dir(*run), "models_dir": paths.models,
                     "cache_dir": paths.work / "cache", "record": record}, is_done=done,
-                    progress=partial(curve_progress, paths.curve_dir(*run), section["epochs"])))
+                    progress=partial(curve_progress, paths.curve_dir(*run), section["epochs"]),
+                    needs=language_model_jobs_of(embeddings)))
+        return jobs
+
+    def fraction_jobs(self) -> list[Job]:
+        """The profile's runs on fractions of the training sentences (``ner.label_fractions``), each
+        done when its record was made with the grid's settings, its fraction of the sentences and
+        the current language models."""
+        settings, paths = settings_for(self.profile), self.paths
+        lm_keys = {name: record.get("embedding_key") for name, record in lm_records(paths.records).items()}
+        jobs = []
+        for run in label_fraction_runs(self.profile):
+            record = paths.fraction_record(*run)
+
+            def done(record: Path = record, fraction: float = run[3]) -> bool:
+                if self.force or not record.is_file():
+                    return False
+                made = RunRecord.load(record)
+                full = min(made.train_sentences_available, settings.max_train_sentences or made.train_sentences_available)
+                expected = replace(settings, max_train_sentences=fraction_sentences(full, fraction))
+                return is_current_run(record, expected, lm_keys)
+
+            jobs.append(Job(f"fraction/{fraction_run_name(*run)}", train_on_fraction, {
+                "dataset": run[0], "embeddings": run[1], "seed": run[2], "settings": settings, "fraction": run[3],
+                "output_dir": paths.fraction_dir(*run), "models_dir": paths.models, "cache_dir": paths.work / "cache",
+                "record": record, "profile": self.profile["name"]}, is_done=done))
         return jobs
 
     def language_model_jobs(self) -> list[Job]:
@@ -348,9 +387,11 @@ class BookRun:
                 self.report.failed[outcome.name] = outcome.error + (f" (log: {outcome.log})" if outcome.log else "")
         return all(outcome.state != "failed" for outcome in outcomes)
 
-    def pretrain(self) -> bool:
+    def pretrain(self, curves: bool = False) -> bool:
         """The pre-training chapter, with its language models as jobs of their own where jobs run side
-        by side; False if it failed (everything after needs the language models)."""
+        by side, and then (``curves``) the learning curves beside them, each as soon as the models it
+        reads are done; False if a language model or the chapter failed (everything after needs
+        them). A curve that failed is reported and tried again by :meth:`curves`."""
         keeps = self.plan.profile.get("keep_models")
         if keeps:
             keep_models(self.paths)  # a clone gets the kept models back before anything looks for them
@@ -358,7 +399,11 @@ class BookRun:
         if self.executor.kind != "local" and not pretraining.is_done():
             # the corpora, then the language models, each fine-tuned one as soon as the model it
             # continues is done; the chapter then finds every model trained and only reports
-            if not self.run([self.plan.corpora_job()]) or not self.run(self.plan.language_model_jobs()):
+            if not self.run([self.plan.corpora_job()]):
+                return False
+            models = self.plan.language_model_jobs()
+            self.run(models + (self.plan.curve_jobs() if curves else []))
+            if not all(job.is_done() for job in models):
                 return False
         if not self.run([pretraining]):
             return False
@@ -378,7 +423,8 @@ class BookRun:
 
     def ner_grid(self) -> None:
         """The embeddings and tutorial chapters and every NER run (the example run first, which the
-        NER chapter shows), then the results chapter."""
+        NER chapter shows), the runs on fractions of the training sentences, then the results
+        chapter."""
         plan = self.plan
         self.paths.records.mkdir(parents=True, exist_ok=True)
         runs = plan.run_jobs(self.log)
@@ -397,6 +443,7 @@ class BookRun:
 
         self.run([plan.chapter("embeddings"), plan.chapter("tutorial")] + runs, on_done=run_finished)
         plan.show_example()
+        self.run(plan.fraction_jobs())
         self.run([plan.chapter("results", always=True)])
 
 
@@ -429,7 +476,7 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     book = BookRun(BookPlan(profile_name, profile, paths, force), executor)
     if from_records:
         book.run([book.plan.chapter("results", always=True)])
-    elif book.pretrain():
+    elif book.pretrain(curves=stop_after != "pretraining"):
         book.publish()
         if stop_after != "pretraining" and book.curves() and stop_after != "curves":
             book.ner_grid()
@@ -450,7 +497,7 @@ def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None
         jobs += plan.language_model_jobs()
     jobs += plan.curve_jobs()
     jobs += [plan.chapter("embeddings"), plan.chapter("tutorial")] + plan.run_jobs(log=lambda message: None)
-    jobs.append(plan.chapter("results"))
+    jobs += plan.fraction_jobs() + [plan.chapter("results")]
     rows = []
     for job in jobs:
         state, log = submission_state(paths.work / "jobs", job.name)
@@ -487,6 +534,15 @@ def check_profile(profile: dict) -> None:
             check_spec(spec)
         except ClinflairError as error:
             raise ClinflairError(f"profile {profile['name']}, ner.embeddings: {error}") from None
+    fractions = profile["ner"].get("label_fractions")
+    if fractions:
+        ner = profile["ner"]
+        outside = [f"{key} {value!r}" for key in ("datasets", "embeddings", "seeds") for value in fractions[key]
+                   if value not in ner[key]]
+        outside += [f"fraction {value!r}" for value in fractions["fractions"] if not 0 < value < 1]
+        if outside:  # fraction 1 is the grid's run: every other one is compared with it
+            raise ClinflairError(f"profile {profile['name']}, ner.label_fractions: {', '.join(outside)}: "
+                                 "fractions lie between 0 and 1, and datasets, embeddings and seeds are the grid's")
     for direction, name in (profile["pretraining"].get("base_models") or {}).items():
         if name not in PUBLISHED_MODELS and not str(name).endswith(".pt"):
             raise ClinflairError(f"profile {profile['name']}, pretraining.base_models.{direction}: unknown model "

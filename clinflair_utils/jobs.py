@@ -109,7 +109,9 @@ class Job:
     is_done: Callable[[], bool] = lambda: False
     log: Path | None = None  # where a failure is told in full when it runs here (a notebook)
     progress: Callable[[], str] = lambda: ""  # how far an unfinished job got, for book --status
-    needs: tuple[str, ...] = ()  # names of jobs of the same stage that must finish first
+    # names of jobs that must finish first, where they are of the same stage (one of an earlier
+    # stage has finished, or failed and stopped the book, before this stage starts)
+    needs: tuple[str, ...] = ()
 
     def __call__(self) -> Any:
         return self.function(**self.kwargs)
@@ -144,15 +146,16 @@ class JobRunner:
         that succeeds (in this process). A job whose need failed fails without running."""
         pending = [job for job in jobs if not job.is_done()]
         outcomes = [JobOutcome(job.name, "skipped") for job in jobs if job not in pending]
+        stage = {job.name for job in jobs}
         if self.settings.kind == "local":
             for job in pending:
-                unmet = _unmet(job, outcomes)
+                unmet = _unmet(job, outcomes, stage)
                 if unmet is None:
                     raise ClinflairError(f"job {job.name} needs {', '.join(job.needs)}, which are not before it in "
                                          "its stage")
                 outcomes.append(_not_run(job, unmet) if unmet else self._run_here(job, on_done))
             return outcomes
-        return outcomes + self._run_submitted(pending, on_done, outcomes)
+        return outcomes + self._run_submitted(pending, on_done, outcomes, stage)
 
     def _run_here(self, job: Job, on_done: Callable[[Job], None] | None) -> JobOutcome:
         self.log(f"{job.name}: running")
@@ -195,7 +198,7 @@ class JobRunner:
         return executor
 
     def _run_submitted(self, jobs: list[Job], on_done: Callable[[Job], None] | None,
-                       earlier: list[JobOutcome]) -> list[JobOutcome]:
+                       earlier: list[JobOutcome], stage: set[str]) -> list[JobOutcome]:
         outcomes, waiting, running = [], list(jobs), {}
         for job in list(waiting):  # submitted by an earlier driver and not ended: wait for it
             handle = self._attach(job)
@@ -207,7 +210,7 @@ class JobRunner:
             for job in list(waiting):
                 if len(running) >= self.settings.max_jobs:
                     break
-                unmet = _unmet(job, earlier + outcomes)
+                unmet = _unmet(job, earlier + outcomes, stage)
                 if unmet is None:  # a job it needs has not ended yet
                     continue
                 waiting.remove(job)
@@ -236,10 +239,9 @@ class JobRunner:
                 if outcome.state == "done" and on_done:
                     on_done(job)
                 outcomes.append(outcome)
-            if waiting and not running and all(_unmet(job, earlier + outcomes) is None for job in waiting):
-                # what they need is neither in this stage nor done: a mistake in the plan, not a wait
-                raise ClinflairError(f"jobs {', '.join(job.name for job in waiting)} need jobs that are not in "
-                                     "their stage")
+            if waiting and not running and all(_unmet(job, earlier + outcomes, stage) is None for job in waiting):
+                # nothing runs and each waits for another: a mistake in the plan, not a wait
+                raise ClinflairError(f"jobs {', '.join(job.name for job in waiting)} wait for each other")
             if waiting or running:
                 time.sleep(self.settings.poll_seconds)
         return outcomes
@@ -256,12 +258,14 @@ class JobRunner:
         return None if handle.done() else handle
 
 
-def _unmet(job: Job, outcomes: list[JobOutcome]) -> list[str] | None:
-    """The jobs ``job`` needs that failed ([]: none, it may run); None while one has not ended."""
+def _unmet(job: Job, outcomes: list[JobOutcome], stage: set[str]) -> list[str] | None:
+    """The jobs of ``stage`` that ``job`` needs and that failed ([]: none, it may run); None while
+    one has not ended."""
+    needs = [name for name in job.needs if name in stage]
     ended = {outcome.name: outcome.state for outcome in outcomes}
-    if any(name not in ended for name in job.needs):
+    if any(name not in ended for name in needs):
         return None
-    return [name for name in job.needs if ended[name] == "failed"]
+    return [name for name in needs if ended[name] == "failed"]
 
 
 def _not_run(job: Job, failed_needs: list[str]) -> JobOutcome:

@@ -12,7 +12,7 @@ import io
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
 from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
-                      TRAINING_LOCK_FILE, NerSettings, RunRecord)
+                      TRAINING_LOCK_FILE, NerSettings, RunRecord, fraction_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -483,6 +483,27 @@ def run_ner(
                         expected_seconds, checkpoints.resumed_after)
     record.save(output_dir / RUN_RECORD_FILE)
     return record, tagger, prepared.test
+
+
+def run_on_fraction(
+    dataset: str | Path,
+    embeddings: str,
+    seed: int,
+    settings: NerSettings,
+    fraction: float,
+    output_dir: Path | str,
+    models_dir: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    profile: str = "custom",
+) -> RunRecord:
+    """:func:`run_ner` on ``fraction`` of the sentences the full run trains on: the first of the same
+    fixed shuffle (:func:`training_sentences`), so that a smaller fraction's sentences are part of
+    every larger one's and every seed and embedding trains on the same ones. Epochs as the full run."""
+    corpus = load_corpus(dataset, verbose=False)
+    sentences = fraction_sentences(len(training_sentences(corpus, settings)), fraction)
+    record, _, _ = run_ner(dataset, embeddings, seed, replace(settings, max_train_sentences=sentences), output_dir,
+                           models_dir, cache_dir, profile, corpus)
+    return record
 
 
 def _epochs_run(output_dir: Path) -> int | None:

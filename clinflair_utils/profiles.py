@@ -31,3 +31,13 @@ def grid(profile: dict) -> list[tuple[str, str, int]]:
     embedding."""
     ner = profile["ner"]
     return [(d, e, s) for s in ner["seeds"] for d in ner["datasets"] for e in ner["embeddings"]]
+
+
+def label_fraction_runs(profile: dict) -> list[tuple[str, str, int, float]]:
+    """The runs of a profile's ``ner.label_fractions`` (datasets, embeddings, fractions, seeds): each
+    on a fraction of the training sentences; fraction 1 is the grid's own run."""
+    section = profile["ner"].get("label_fractions")
+    if not section:
+        return []
+    return [(d, e, s, f) for f in section["fractions"] for s in section["seeds"] for d in section["datasets"]
+            for e in section["embeddings"]]

@@ -45,6 +45,7 @@ TAGGER_CHECKPOINT_FILE = "training-checkpoint.pt"  # after the last finished epo
 LEARNING_CURVE_FILE = "dev-f1.tsv"  # a learning curve's dev F1 after every epoch
 RUN_RECORD_FILE = "record.json"
 CURVES_DIR = "curves"  # a book's learning curves, beside its run records: one JSON each
+FRACTIONS_DIR = "fractions"  # runs on a fraction of the training sentences, beside the grid's records
 RUN_NOTEBOOK_FILE = "run.ipynb"  # the executed NER template of a book's run
 DIRECTIONS = ("forward", "backward")
 
@@ -62,6 +63,21 @@ def model_file(models_dir: Path | str, name: str, direction: str) -> Path:
 def run_name(dataset: str, embeddings: str, seed: int) -> str:
     """A run's name, as its record file and output folder are named."""
     return f"{Path(dataset).name}__{embeddings.replace('/', '_').replace(',', '+')}__{seed}"
+
+
+def fraction_run_name(dataset: str, embeddings: str, seed: int, fraction: float) -> str:
+    """A run on ``fraction`` of the training sentences: ``pharmaconer__clinical__1__frac0.0625``."""
+    return f"{run_name(dataset, embeddings, seed)}__frac{fraction:g}"
+
+
+def fraction_of(record_path: Path | str) -> float:
+    """The fraction a label-fraction record's file name (:func:`fraction_run_name`) says."""
+    return float(Path(record_path).stem.rsplit("__frac", 1)[1])
+
+
+def fraction_sentences(available: int, fraction: float) -> int:
+    """How many of ``available`` training sentences a run on ``fraction`` of them trains on."""
+    return max(1, round(available * fraction))
 
 
 @dataclass
@@ -123,6 +139,12 @@ class BookPaths:
 
     def curve_record(self, dataset: str, embeddings: str, seed: int) -> Path:
         return self.records / CURVES_DIR / f"{run_name(dataset, embeddings, seed)}.json"
+
+    def fraction_dir(self, dataset: str, embeddings: str, seed: int, fraction: float) -> Path:
+        return self.work / FRACTIONS_DIR / fraction_run_name(dataset, embeddings, seed, fraction)
+
+    def fraction_record(self, dataset: str, embeddings: str, seed: int, fraction: float) -> Path:
+        return self.records / FRACTIONS_DIR / f"{fraction_run_name(dataset, embeddings, seed, fraction)}.json"
 
 
 CHAPTERS = ("pretraining", "embeddings", "ner", "tutorial", "results")  # the book's order
@@ -262,10 +284,10 @@ class RunRecord:
 
 
 def run_record_files(records_dir: Path | str) -> list[Path]:
-    """Every run record under ``records_dir`` (the language-model, corpus and learning-curve records
-    beside them left out)."""
+    """Every run record of the grid under ``records_dir`` (the language-model, corpus, learning-curve
+    and label-fraction records beside them left out)."""
     return [path for path in sorted(Path(records_dir).rglob("*.json"))
-            if path.parent.name not in ("lm", "corpora", CURVES_DIR)]
+            if path.parent.name not in ("lm", "corpora", CURVES_DIR, FRACTIONS_DIR)]
 
 
 @dataclass
@@ -291,6 +313,11 @@ class CurveRecord:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as error:
             raise ClinflairError(f"{path}: not a readable learning-curve record ({error})") from error
+
+
+def fraction_record_files(records_dir: Path | str) -> list[Path]:
+    """The runs a book made on fractions of the training sentences (``<records>/fractions/*.json``)."""
+    return sorted((Path(records_dir) / FRACTIONS_DIR).glob("*.json"))
 
 
 def curve_records(records_dir: Path | str) -> list[CurveRecord]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pandas as pd
 from scipy import stats
 
 from .profiles import grid
-from .records import CurveRecord, RunRecord, benchmark, corpora_summary, lm_records, read_bpc, run_record_files
+from .records import (CurveRecord, RunRecord, benchmark, corpora_summary, fraction_of, fraction_record_files,
+                      lm_records, read_bpc, run_record_files)
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -33,23 +35,25 @@ COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "
            "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
 
 
+def _record_row(path: Path) -> dict:
+    record = RunRecord.load(path)
+    return {
+        "dataset": record.dataset, "embeddings": record.embeddings, "seed": record.seed,
+        "profile": record.profile, "micro_f1": record.micro_f1, "macro_f1": record.macro_f1,
+        "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
+        "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
+        "training_seconds": record.training_seconds, "resumed_after_epoch": record.resumed_after_epoch,
+        "cache_seconds": (record.embedding_cache or {}).get("seconds"),
+        "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
+        "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
+    }
+
+
 def load_records(records_dir: Path | str) -> pd.DataFrame:
-    """One row per run record (:class:`clinflair_utils.ner.RunRecord`) under ``records_dir``; the
-    language-model and corpus records beside them are not runs and are left out."""
-    rows = []
-    for path in run_record_files(records_dir):
-        record = RunRecord.load(path)
-        rows.append({
-            "dataset": record.dataset, "embeddings": record.embeddings, "seed": record.seed,
-            "profile": record.profile, "micro_f1": record.micro_f1, "macro_f1": record.macro_f1,
-            "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
-            "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
-            "training_seconds": record.training_seconds, "resumed_after_epoch": record.resumed_after_epoch,
-            "cache_seconds": (record.embedding_cache or {}).get("seconds"),
-            "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
-            "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
-        })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """One row per run record of the grid (:class:`clinflair_utils.ner.RunRecord`) under
+    ``records_dir``; the language-model, corpus, learning-curve and label-fraction records beside
+    them are left out."""
+    return pd.DataFrame([_record_row(path) for path in run_record_files(records_dir)], columns=COLUMNS)
 
 
 def provenance(records: pd.DataFrame, records_dir: Path | str) -> str:
@@ -572,6 +576,77 @@ def plot_learning_curves(curves: list[CurveRecord]):
     axes[0][-1].legend(title="embeddings", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     return figure
+
+
+def label_fraction_runs(records_dir: Path | str, records: pd.DataFrame) -> pd.DataFrame:
+    """The runs on fractions of the training sentences (``<records>/fractions``, profile section
+    ``ner.label_fractions``), and the grid's runs of the same datasets, embeddings and seeds as
+    fraction 1; a ``fraction`` column. Empty when the book made none."""
+    fractions = pd.DataFrame([{**_record_row(path), "fraction": fraction_of(path)}
+                              for path in fraction_record_files(records_dir)], columns=COLUMNS + ["fraction"])
+    if fractions.empty:
+        return fractions
+    made = set(zip(fractions["dataset"], fractions["embeddings"], fractions["seed"]))
+    whole = records[[run in made for run in zip(records["dataset"], records["embeddings"], records["seed"])]]
+    return pd.concat([fractions, whole.assign(fraction=1.0)], ignore_index=True)
+
+
+def fraction_label(fraction: float) -> str:
+    """1/16, 1/4, 1."""
+    return str(Fraction(fraction).limit_denominator(1000))
+
+
+def label_fraction_table(runs: pd.DataFrame, metric: str = "micro_f1") -> pd.DataFrame:
+    """Micro F1 'mean ± sd (n)' in points per dataset and fraction of the training sentences (rows,
+    with how many sentences that is) and embeddings (columns)."""
+    rows = []
+    for (dataset, fraction), group in runs.groupby(["dataset", "fraction"]):
+        text, _ = score_cells(group, 1, metric)
+        rows.append({"dataset": dataset_name(dataset), "fraction": fraction_label(fraction),
+                     "training sentences": int(group["train_sentences"].median()), **text.iloc[0].to_dict()})
+    return pd.DataFrame(rows).set_index(["dataset", "fraction", "training sentences"])
+
+
+def label_fraction_gains(runs: pd.DataFrame, candidate: str = "clinical",
+                         baselines: tuple[str, ...] = ("general", "chars"), metric: str = "micro_f1") -> pd.DataFrame:
+    """``candidate`` minus each baseline per dataset and fraction, in points, paired by seed, with
+    the uncorrected 95% interval: does pre-training matter more when labels are few?"""
+    rows = []
+    for fraction, group in runs.groupby("fraction"):
+        for baseline in baselines:
+            for dataset, row in paired_difference(group, candidate, baseline, metric).iterrows():
+                rows.append({"dataset": dataset_name(dataset), "fraction": fraction_label(fraction),
+                             "comparison": f"{candidate} − {baseline}", "difference": row["difference"],
+                             "ci_low": row["ci_low"], "ci_high": row["ci_high"], "seeds": int(row["seeds"]),
+                             "_order": fraction})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "comparison", "fraction", "difference", "ci_low", "ci_high", "seeds"])
+    table = pd.DataFrame(rows).sort_values(["dataset", "comparison", "_order"])
+    return table.drop(columns="_order").set_index(["dataset", "comparison", "fraction"])
+
+
+def plot_label_fractions(runs: pd.DataFrame, metric: str = "micro_f1"):
+    """Micro F1 against the fraction of training sentences (log scale), one panel per dataset, a
+    line per embeddings with the seeds' standard deviation as error bars."""
+    import matplotlib.pyplot as plt
+
+    datasets = sorted(runs["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        summary = runs[runs["dataset"] == dataset].groupby(["embeddings", "fraction"])[metric].agg(["mean", "std"])
+        for embeddings in _ordered(summary.index.get_level_values("embeddings").unique()):
+            line = summary.loc[embeddings]
+            ax.errorbar(line.index, 100 * line["mean"], yerr=100 * line["std"].fillna(0), marker="o", capsize=3,
+                        label=embeddings)
+        fractions = sorted(runs["fraction"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(fractions, [fraction_label(f) for f in fractions])
+        ax.set_title(dataset_name(dataset))
+        ax.set_xlabel("fraction of the training sentences")
+        ax.set_ylabel("micro F1 (points)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def reference_scores() -> pd.DataFrame:

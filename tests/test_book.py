@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from clinflair_utils.book import code_cells, is_complete
-from clinflair_utils.records import CHAPTERS, BookPaths, chapter_parameters, curve_records
+from clinflair_utils.errors import ClinflairError
+from clinflair_utils.records import CHAPTERS, BookPaths, RunRecord, chapter_parameters, curve_records
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -111,12 +112,16 @@ def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     [curve] = curve_records(records)  # the profile's learning curve: dev F1 after each of its 2 epochs
     assert (curve.dataset, curve.embeddings, curve.epochs) == ("nubes", "chars", [1, 2])
     assert all(0 <= f1 <= 1 for f1 in curve.dev_micro_f1)
+    # the runs on a quarter of the training sentences, kept apart from the grid's
+    fractions = [RunRecord.load(path) for path in sorted((records / "fractions").glob("*.json"))]
+    assert [(r.embeddings, r.train_sentences) for r in fractions] == [("chars", 500), ("clinical", 500)]
     results_page = (tmp_path / "_build" / "html" / "book" / "results.html").read_text()
     assert "one seed: no verdict" in results_page  # the answer, written from the quick records
+    assert "When labels are few" in results_page and "1/4" in results_page
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "executed 1, skipped (already done) 7, failed 0" in again.stdout  # 3 chapters, 3 runs, 1 curve
+    assert "executed 1, skipped (already done) 9, failed 0" in again.stdout  # 3 chapters, 3 runs, 1 curve, 2 fractions
     assert committed == {p: p.read_bytes() for p in (ROOT / "book").glob("*.ipynb")}
 
 
@@ -279,3 +284,15 @@ def test_a_profile_naming_an_unknown_model_is_refused_before_anything_runs(tmp_p
                                 "--root", str(ROOT), "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert completed.returncode == 1 and "ner.embeddings: unknown embeddings 'bio-bert'" in completed.stderr
     assert not (tmp_path / "out" / "output").exists()  # nothing ran
+
+
+def test_label_fractions_outside_the_grid_are_refused_before_anything_runs() -> None:
+    from clinflair_utils.book import check_profile
+    from clinflair_utils.profiles import label_fraction_runs, load_profile
+
+    profile = load_profile("quick")
+    assert label_fraction_runs(profile) == [("nubes", "chars", 1, 0.25), ("nubes", "clinical", 1, 0.25)]
+    profile["ner"]["label_fractions"] = {"datasets": ["nubes"], "embeddings": ["control"], "fractions": [0.5, 1],
+                                         "seeds": [1]}
+    with pytest.raises(ClinflairError, match="label_fractions: embeddings 'control', fraction 1:"):
+        check_profile(profile)

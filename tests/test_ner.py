@@ -426,3 +426,20 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     assert ner.curve_progress(tmp_path / "curve", 30) == (  # what book --status tells of it
         f"epoch 3 of 30 done; best dev F1 {100 * best['dev_micro_f1']:.1f} (epoch {int(best['epoch'])})")
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
+
+
+def test_a_run_on_a_fraction_trains_on_a_nested_sample_of_the_full_runs_sentences(nubes, tmp_path: Path) -> None:
+    settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, max_epochs=1, use_cache=False,
+                               length_buckets=True, trainer="tensor", max_train_sentences=800)
+    record = ner.run_on_fraction("nubes", "chars", 1, settings, 1 / 16, tmp_path / "run")
+    assert record.train_sentences == 50 and record.settings.max_train_sentences == 50  # 1/16 of the 800
+    assert record.test_sentences == len(nubes.test) and 0 <= record.micro_f1 <= 1  # the full test split
+    assert records.RunRecord.load(tmp_path / "run" / records.RUN_RECORD_FILE) == record
+
+    def sample(size: int) -> set[str]:
+        chosen = ner.training_sentences(nubes, ner.NerSettings(max_train_sentences=size))
+        return {sentence.to_tokenized_string() for sentence in chosen}
+
+    # the same sentences whatever the seed or embeddings; each fraction inside the next
+    assert len(sample(50)) > 40 and sample(50) <= sample(200) <= sample(800)
+    assert records.fraction_sentences(800, 1 / 16) == 50 and records.fraction_sentences(10, 0.01) == 1

@@ -301,3 +301,29 @@ def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_th
     assert "does not clear the no-language-model floor (`chars`) beyond the seed spread on CANTEMIST, CWLC" in reasons
     cleared = frame({("nubes", "general"): [0.80, 0.81], ("nubes", "chars"): [0.70, 0.71]})
     assert "floor" not in results.reasons(load_profile("cpu512"), cleared)
+
+
+def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: Path) -> None:
+    template = RunRecord.load(next((ROOT / "book" / "records" / "cpu").glob("pharmaconer__*.json")))
+    scores = {("chars", 0.25): [0.30, 0.32, 0.31], ("clinical", 0.25): [0.45, 0.46, 0.44],
+              ("chars", 1.0): [0.60, 0.61, 0.62], ("clinical", 1.0): [0.65, 0.66, 0.64]}
+    (tmp_path / "fractions").mkdir()
+    for (embeddings, fraction), values in scores.items():
+        for seed, f1 in enumerate(values, start=1):
+            record = RunRecord(**{**template.__dict__, "embeddings": embeddings, "seed": seed, "micro_f1": f1,
+                                  "train_sentences": int(8000 * fraction)})
+            name = run_name("pharmaconer", embeddings, seed)
+            record.save(tmp_path / (f"fractions/{name}__frac{fraction:g}.json" if fraction < 1 else f"{name}.json"))
+    grid_runs = results.load_records(tmp_path)
+    assert len(grid_runs) == 6  # the fraction records are not runs of the grid
+    runs = results.label_fraction_runs(tmp_path, grid_runs)
+    assert sorted(runs["fraction"].unique()) == [0.25, 1.0] and len(runs) == 12
+    table = results.label_fraction_table(runs)
+    assert table.loc[("PharmaCoNER", "1/4", 2000), "clinical"] == "45.0 ± 1.0 (3)"
+    gains = results.label_fraction_gains(runs, baselines=("chars",))
+    assert list(gains.index.get_level_values("fraction")) == ["1/4", "1"]  # smallest first
+    assert gains.loc[("PharmaCoNER", "clinical − chars", "1/4"), "difference"] == pytest.approx(14.0)
+    assert gains.loc[("PharmaCoNER", "clinical − chars", "1"), "difference"] == pytest.approx(4.0)
+    figure = results.plot_label_fractions(runs)
+    assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
+    assert results.label_fraction_runs(tmp_path / "none", grid_runs).empty
