@@ -46,7 +46,7 @@ from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, settings_for
 from .profiles import PROFILES, grid, label_fraction_runs, load_profile
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
-                      fraction_run_name, fraction_sentences, keep_models, lm_records, publish_pretraining, run_name)
+                      fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", "book/references.bib")
@@ -273,9 +273,7 @@ class BookPlan:
     def run_jobs(self, log: Callable[[str], None] = print) -> list[Job]:
         """Every NER run of the grid; a run is done when its record was made with the profile's
         settings and language models (and, for the example, when the chapter can show it)."""
-        records = self.paths.records
-        settings = settings_for(self.profile)
-        lm_keys = {name: record.get("embedding_key") for name, record in lm_records(records).items()}
+        settings, lm_keys = settings_for(self.profile), self.language_model_keys()
         jobs = []
         for run in self.runs:
             name = run_name(*run)
@@ -293,6 +291,10 @@ class BookPlan:
                 "template": self.paths.templates / "ner.ipynb", "notebook": notebook, "parameters": parameters,
                 "cwd": self.paths.root, "record": record}, is_done=lambda done=done: done, log=notebook))
         return jobs
+
+    def language_model_keys(self) -> dict[str, str | None]:
+        """The published language models' embedding keys by model folder name (``is_current_run``)."""
+        return {name: record.get("embedding_key") for name, record in lm_records(self.paths.records).items()}
 
     def curve_jobs(self) -> list[Job]:
         """The profile's learning curves (``ner.learning_curve``: datasets, embeddings, seed, epochs),
@@ -328,8 +330,7 @@ class BookPlan:
         """The profile's runs on fractions of the training sentences (``ner.label_fractions``), each
         done when its record was made with the grid's settings, its fraction of the sentences and
         the current language models."""
-        settings, paths = settings_for(self.profile), self.paths
-        lm_keys = {name: record.get("embedding_key") for name, record in lm_records(paths.records).items()}
+        settings, paths, lm_keys = settings_for(self.profile), self.paths, self.language_model_keys()
         jobs = []
         for run in label_fraction_runs(self.profile):
             record = paths.fraction_record(*run)
@@ -337,9 +338,8 @@ class BookPlan:
             def done(record: Path = record, fraction: float = run[3]) -> bool:
                 if self.force or not record.is_file():
                     return False
-                made = RunRecord.load(record)
-                full = min(made.train_sentences_available, settings.max_train_sentences or made.train_sentences_available)
-                expected = replace(settings, max_train_sentences=fraction_sentences(full, fraction))
+                pool = RunRecord.load(record).train_sentences_available
+                expected = replace(settings, max_train_sentences=fraction_run_sentences(pool, settings, fraction))
                 return is_current_run(record, expected, lm_keys)
 
             jobs.append(Job(f"fraction/{fraction_run_name(*run)}", train_on_fraction, {

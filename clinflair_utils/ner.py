@@ -36,7 +36,7 @@ from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
 from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
-                      TRAINING_LOCK_FILE, NerSettings, RunRecord, fraction_sentences)
+                      TRAINING_LOCK_FILE, NerSettings, RunRecord, fraction_run_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -500,7 +500,8 @@ def run_on_fraction(
     fixed shuffle (:func:`training_sentences`), so that a smaller fraction's sentences are part of
     every larger one's and every seed and embedding trains on the same ones. Epochs as the full run."""
     corpus = load_corpus(dataset, verbose=False)
-    sentences = fraction_sentences(len(training_sentences(corpus, settings)), fraction)
+    pool = training_sentences(corpus, replace(settings, max_train_sentences=None))
+    sentences = fraction_run_sentences(len(pool), settings, fraction)
     record, _, _ = run_ner(dataset, embeddings, seed, replace(settings, max_train_sentences=sentences), output_dir,
                            models_dir, cache_dir, profile, corpus)
     return record

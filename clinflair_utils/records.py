@@ -80,6 +80,13 @@ def fraction_sentences(available: int, fraction: float) -> int:
     return max(1, round(available * fraction))
 
 
+def fraction_run_sentences(pool: int, settings: NerSettings, fraction: float) -> int:
+    """How many sentences a run on ``fraction`` of a grid run's training sentences trains on: the
+    grid run trains on the ``pool`` of train (+dev) sentences, capped to ``max_train_sentences``."""
+    cap = settings.max_train_sentences
+    return fraction_sentences(pool if cap is None else min(pool, cap), fraction)
+
+
 @dataclass
 class BookPaths:
     """Where a profile's book run reads (``source``: the repository) and writes (``root``)."""

@@ -443,3 +443,8 @@ def test_a_run_on_a_fraction_trains_on_a_nested_sample_of_the_full_runs_sentence
     # the same sentences whatever the seed or embeddings; each fraction inside the next
     assert len(sample(50)) > 40 and sample(50) <= sample(200) <= sample(800)
     assert records.fraction_sentences(800, 1 / 16) == 50 and records.fraction_sentences(10, 0.01) == 1
+    # a fraction of the grid run's sentences: of the pool, capped as the grid run caps it
+    capped, uncapped = ner.NerSettings(max_train_sentences=800), ner.NerSettings()
+    assert records.fraction_run_sentences(15_642, capped, 1 / 16) == 50
+    assert records.fraction_run_sentences(15_642, uncapped, 0.25) == 3_910
+    assert records.fraction_run_sentences(400, capped, 0.25) == 100
