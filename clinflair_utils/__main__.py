@@ -65,7 +65,7 @@ def _corpora(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from .book import build_html, job_status, run_pipeline
+    from .book import book_plan, build_html, job_status, run_pipeline
     from .jobs import ExecutorSettings
     from .profiles import load_profile
 
@@ -77,6 +77,7 @@ def _book(args: argparse.Namespace) -> int:
             print(f"{row['job']:<{width}}  {row['state']:<13}  {told}".rstrip())
         counts = {state: sum(row["state"] == state for row in rows) for state in dict.fromkeys(r["state"] for r in rows)}
         print(", ".join(f"{n} {state}" for state, n in counts.items()))
+        print(f"the NER runs: {book_plan(args.profile, args.root, args.out).expected_grid_time()}")
         return 0
     executor = ExecutorSettings.from_options(
         load_profile(args.profile), kind=args.executor, max_jobs=args.max_jobs, partition=args.partition,

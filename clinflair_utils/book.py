@@ -27,7 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -43,8 +42,10 @@ from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
 from .files import copy_file
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
-from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, settings_for
+from .data import load_corpus
+from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for
 from .profiles import PROFILES, grid, label_fraction_runs, load_profile
+from .results import Estimate, expected_run_time
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
                       fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining, run_name)
 
@@ -186,11 +187,7 @@ def learn_curve(dataset: str, embeddings: str, seed: int, settings: NerSettings,
                 models_dir: Path, cache_dir: Path, record: Path) -> None:
     """One learning curve (:func:`clinflair_utils.ner.learning_curve`, resumable in ``output_dir``),
     kept with the book as a :class:`CurveRecord`."""
-    started = time.time()
-    curve = learning_curve(dataset, embeddings, seed, settings, epochs, output_dir, models_dir, cache_dir)
-    CurveRecord(dataset=dataset, embeddings=embeddings, seed=seed, settings=asdict(settings), curve_epochs=epochs,
-                epochs=curve["epoch"].astype(int).tolist(), train_loss=curve["train_loss"].tolist(),
-                dev_micro_f1=curve["dev_micro_f1"].tolist(), seconds=round(time.time() - started, 1)).save(record)
+    learning_curve(dataset, embeddings, seed, settings, epochs, output_dir, models_dir, cache_dir).save(record)
 
 
 def language_model_jobs_of(embeddings: str) -> tuple[str, ...]:
@@ -291,6 +288,42 @@ class BookPlan:
                 "template": self.paths.templates / "ner.ipynb", "notebook": notebook, "parameters": parameters,
                 "cwd": self.paths.root, "record": record}, is_done=lambda done=done: done, log=notebook))
         return jobs
+
+    def expected_grid_time(self) -> Estimate:
+        """How long the grid's NER runs still to do will take, in job time (jobs side by side share
+        it): the sum of each one's expected time (:func:`clinflair_utils.results.expected_run_time`),
+        a dataset's language-model vectors counted once, for its first run still to do (later seeds
+        find them cached)."""
+        settings = settings_for(self.profile)
+        jobs = self.run_jobs(log=lambda message: None)
+        todo = [run for run, job in zip(self.runs, jobs) if not job.is_done()]
+        if not todo:
+            return Estimate(0.0, "every NER run is done")
+        vectors_made = {(dataset, embeddings) for dataset, embeddings, _ in set(self.runs) - set(todo)}
+        sizes: dict[str, tuple[int, int]] = {}
+        total, sources = 0.0, {}
+        for dataset, embeddings, _ in todo:
+            if dataset not in sizes:
+                try:
+                    sizes[dataset] = run_size(load_corpus(dataset, verbose=False), settings)
+                except ClinflairError as error:  # its run will fail and say so; the others can be estimated
+                    return Estimate(None, str(error))
+            tokens, characters = sizes[dataset]
+            first = (dataset, embeddings) not in vectors_made
+            vectors_made.add((dataset, embeddings))
+            estimate = expected_run_time(dataset, embeddings, tokens, characters if first else 0,
+                                         settings.max_epochs, self.profile["device"], self.paths.records,
+                                         self.paths.benchmarks)
+            if estimate.seconds is None:
+                return Estimate(None, f"{dataset} with {embeddings}: {estimate.basis}")
+            total += estimate.seconds
+            source = ("the mean of such runs made" if estimate.basis.startswith("the mean of")
+                      else "the learning curves' rates" if "learning curves" in estimate.basis
+                      else "the benchmarks' rates")
+            sources[source] = sources.get(source, 0) + 1
+        return Estimate(total, f"{len(todo)} NER runs still to do, {settings.max_epochs} epochs each, by "
+                               + ", ".join(f"{source} for {n}" for source, n in sources.items())
+                               + "; job time, which jobs side by side share")
 
     def language_model_keys(self) -> dict[str, str | None]:
         """The published language models' embedding keys by model folder name (``is_current_run``)."""
@@ -428,6 +461,8 @@ class BookRun:
         plan = self.plan
         self.paths.records.mkdir(parents=True, exist_ok=True)
         runs = plan.run_jobs(self.log)
+        if not all(job.is_done() for job in runs):
+            self.log(f"the NER runs: {plan.expected_grid_time()}")
         run_names = {job.name for job in runs}
         finished = sum(job.is_done() for job in runs)
 
@@ -483,15 +518,20 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     return book.report
 
 
+def book_plan(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> BookPlan:
+    """The plan of a profile's book in the repository ``root``, written to ``out`` (default: ``root``)."""
+    source = Path(root).resolve()
+    profile = load_profile(profile_name)
+    return BookPlan(profile_name, profile, BookPaths(source, Path(out).resolve() if out else source, profile["name"]))
+
+
 def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> list[dict]:
     """Each job of a profile's book: ``done`` (its result exists and is current), or what its last
     submission says (``queued``, ``running``, ``failed`` or ``interrupted``, with its log; ``outdated``:
     made with other settings), or ``not submitted``; an unfinished job's ``progress`` where it tells
     one (a language model: its epoch and split)."""
-    source = Path(root).resolve()
-    profile = load_profile(profile_name)
-    paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
-    plan = BookPlan(profile_name, profile, paths)
+    plan = book_plan(profile_name, root, out)
+    paths = plan.paths
     jobs = [plan.chapter("pretraining")]
     if paths.corpora.is_dir():
         jobs += plan.language_model_jobs()

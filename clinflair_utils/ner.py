@@ -36,7 +36,7 @@ from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
 from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
-                      TRAINING_LOCK_FILE, NerSettings, RunRecord, fraction_run_sentences)
+                      TRAINING_LOCK_FILE, CurveRecord, NerSettings, RunRecord, fraction_run_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -253,8 +253,7 @@ def run_size(corpus: Corpus, settings: NerSettings) -> tuple[int, int]:
     """A run's work: its training tokens (each epoch's), and the characters of train and test that
     its language models embed once."""
     train = training_sentences(corpus, settings)
-    characters = sum(len(token.text) for sentence in train + list(corpus.test) for token in sentence)
-    return sum(len(sentence) for sentence in train), characters
+    return sum(len(sentence) for sentence in train), token_characters(train + list(corpus.test))
 
 
 def library_versions() -> dict[str, str]:
@@ -291,6 +290,15 @@ class PreparedRun:
     @property
     def train_tokens(self) -> int:
         return sum(len(sentence) for sentence in self.train)
+
+    @property
+    def characters(self) -> int:
+        """The characters of train and test, whose language-model vectors are computed once."""
+        return token_characters(self.train + self.test)
+
+
+def token_characters(sentences: list[Sentence]) -> int:
+    return sum(len(token.text) for sentence in sentences for token in sentence)
 
 
 def prepare_run(corpus: Corpus, embeddings: str, seed: int, settings: NerSettings,
@@ -552,20 +560,29 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
 
 def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: NerSettings, epochs: int,
                    output_dir: Path | str, models_dir: Path | str | None = None, cache_dir: Path | str | None = None,
-                   corpus: Corpus | None = None) -> pd.DataFrame:
+                   corpus: Corpus | None = None) -> CurveRecord:
     """Micro F1 on the dev split after every epoch of training on the train split alone (the test
-    split is not read): where more epochs stop paying. One row per epoch: epoch, train loss, dev F1."""
+    split is not read): where more epochs stop paying. Resumable in ``output_dir``; the record keeps
+    each epoch's train loss, dev F1 and training seconds, and what computing the vectors took."""
+    started = time.time()
     corpus = corpus if corpus is not None else load_corpus(dataset, verbose=False)
     if not corpus.dev:
         raise ClinflairError(f"{corpus.name}: a learning curve is scored on the dev split, and there is none")
     on_dev = Corpus(train=corpus.train, dev=None, test=corpus.dev, name=f"{corpus.name}-dev",
                     sample_missing_splits=False)
-    settings = NerSettings(**{**asdict(settings), "max_epochs": epochs, "train_with_dev": False,
-                              "trainer": "tensor"})
-    prepared = prepare_run(on_dev, embeddings, seed, settings, models_dir, cache_dir)
+    curve_settings = NerSettings(**{**asdict(settings), "max_epochs": epochs, "train_with_dev": False,
+                                    "trainer": "tensor"})
+    prepared = prepare_run(on_dev, embeddings, seed, curve_settings, models_dir, cache_dir)
     output_dir = Path(output_dir)
     with training_lock(output_dir / TRAINING_LOCK_FILE):  # the curve so far is read once the folder is ours
-        return _train_curve(prepared, seed, settings, output_dir)
+        curve = _train_curve(prepared, seed, curve_settings, output_dir)
+    return CurveRecord(
+        dataset=str(dataset), embeddings=embeddings, seed=seed, settings=asdict(settings), curve_epochs=epochs,
+        epochs=curve["epoch"].astype(int).tolist(), train_loss=curve["train_loss"].tolist(),
+        dev_micro_f1=curve["dev_micro_f1"].tolist(), seconds=round(time.time() - started, 1),
+        epoch_seconds=[None if pd.isna(s) else float(s) for s in curve["seconds"]],
+        train_tokens=prepared.train_tokens, vector_characters=prepared.characters if prepared.cache else None,
+        embedding_cache=prepared.cache, device=str(flair.device))
 
 
 def curve_progress(output_dir: Path | str, epochs: int) -> str:
@@ -585,18 +602,24 @@ def curve_progress(output_dir: Path | str, epochs: int) -> str:
 def _train_curve(prepared: PreparedRun, seed: int, settings: NerSettings, output_dir: Path) -> pd.DataFrame:
     # the curve so far, kept beside the training checkpoints so that a resumed curve has every epoch
     curve_file = output_dir / LEARNING_CURVE_FILE
-    columns = ["epoch", "train_loss", "dev_micro_f1"]
+    # seconds: the epoch's training (from the end of the scoring before), dev scoring left out;
+    # missing in curves begun by an older version
+    columns = ["epoch", "train_loss", "dev_micro_f1", "seconds"]
     known = pd.read_csv(curve_file, sep="\t") if curve_file.is_file() else pd.DataFrame(columns=columns)
-    rows = {int(row.epoch): row._asdict() for row in known[columns].itertuples(index=False)}
+    rows = {int(row.epoch): row._asdict() for row in known.reindex(columns=columns).itertuples(index=False)}
+    epoch_started = time.time()
 
     def score(tagger: SequenceTagger, epoch: int, train_loss: float) -> None:
+        nonlocal epoch_started
+        seconds = round(time.time() - epoch_started, 1)
         with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):
             result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
                                      embedding_storage_mode="none", return_loss=False)
         rows[epoch] = {"epoch": epoch, "train_loss": train_loss,
-                       "dev_micro_f1": result.classification_report["micro avg"]["f1-score"]}
+                       "dev_micro_f1": result.classification_report["micro avg"]["f1-score"], "seconds": seconds}
         with atomic_path(curve_file) as temporary:
             pd.DataFrame([rows[e] for e in sorted(rows)], columns=columns).to_csv(temporary, sep="\t", index=False)
+        epoch_started = time.time()
 
     train_tagger(prepared, seed, settings, output_dir, after_epoch=score)
     epochs_run = _epochs_run(output_dir)  # rows beyond it are of an earlier, longer curve

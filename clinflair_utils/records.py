@@ -310,6 +310,15 @@ class CurveRecord:
     train_loss: list[float]
     dev_micro_f1: list[float]
     seconds: float
+    # added after the first curves (None in those): what the grid's time is estimated from
+    # (results.expected_run_time): each epoch's training seconds (dev scoring left out; None for an
+    # epoch timed by an older version), the training tokens, the characters whose language-model
+    # vectors were cached (train and dev) with the cache's report and seconds, and the device
+    epoch_seconds: list[float | None] | None = None
+    train_tokens: int | None = None
+    vector_characters: int | None = None
+    embedding_cache: dict | None = None
+    device: str | None = None
 
     def save(self, path: Path | str) -> None:
         write_json(path, asdict(self))
@@ -330,6 +339,14 @@ def fraction_record_files(records_dir: Path | str) -> list[Path]:
 def curve_records(records_dir: Path | str) -> list[CurveRecord]:
     """The learning curves a book keeps (``<records>/curves/*.json``), by name."""
     return [CurveRecord.load(path) for path in sorted((Path(records_dir) / CURVES_DIR).glob("*.json"))]
+
+
+def kept_lm_records(paths: BookPaths) -> dict[str, dict]:
+    """The training records of the finished language models kept with the book
+    (``book/models/<profile>``, :func:`keep_models`), keyed ``<name>-<direction>``: what is known of
+    a tier's models before its pre-training chapter publishes them."""
+    return {done.parent.name: json.loads(done.read_text())
+            for done in sorted(paths.kept_models.glob(f"*/{LM_DONE_FILE}"))}
 
 
 def lm_records(records_dir: Path | str) -> dict[str, dict]:

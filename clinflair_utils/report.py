@@ -39,12 +39,15 @@ class Sources:
     def __init__(self, root: Path | str, profile: str = "cpu") -> None:
         self.root = Path(root)
         self.profile = load_profile(profile)
-        paths = records.BookPaths(self.root, self.root, self.profile["name"])
+        self.paths = paths = records.BookPaths(self.root, self.root, self.profile["name"])
         self.records_dir, self.benchmarks = paths.records, paths.benchmarks
         self.records = results.load_records(self.records_dir)
 
     def lm_records(self) -> dict[str, dict]:
         return records.lm_records(self.records_dir)
+
+    def kept_lm_records(self) -> dict[str, dict]:
+        return records.kept_lm_records(self.paths)
 
     def benchmark(self, name: str) -> dict | None:
         return records.benchmark(self.benchmarks, name)
@@ -180,30 +183,66 @@ def verdict_block(sources: Sources) -> str:
             + " The Results chapter has the tables.\n")
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:,.0f} min" + (f" ({seconds / 3600:.1f} h)" if seconds >= 7200 else "")
+
+
 def performance_block(sources: Sources) -> str:
     rows = []
     corpora = sources.benchmark(f"corpora_{sources.profile['name']}.json")
     if corpora:
         rows.append(("pre-training corpora: every source read, cleaned and written "
                      f"(`benchmarks/results/corpora_{sources.profile['name']}.json`)", f"{corpora['seconds'] / 60:.1f} min"))
-    lms = {name: lm for name, lm in sources.lm_records().items() if lm.get("seconds") is not None}
+    name = sources.profile["name"]
+    # the published records; before the pre-training chapter publishes them, the models kept so far
+    published = sources.lm_records()
+    lms = {model: lm for model, lm in (published or sources.kept_lm_records()).items()
+           if lm.get("seconds") is not None}
+    seconds = 0.0
     if lms:
-        rows.append((f"{len(lms)} character language models (`book/records/{sources.profile['name']}/lm/`; the sum of "
-                     "their training times, a resumed model's over every session that trained it)",
-                     f"{sum(lm['seconds'] for lm in lms.values()) / 60:.0f} min"))
-    records = sources.records
-    if not records.empty:
-        rows.append((f"NER: {len(records)} runs, each a notebook from start to end (the sum of the records' wall times; "
+        planned = 2 * len(sources.profile["pretraining"]["corpora"]["domains"])
+        count = f"{len(lms)}" if len(lms) >= planned else f"{len(lms)} of {planned}"
+        where = f"`book/records/{name}/lm/`" if published else f"`book/models/{name}/`, finished so far"
+        lm_seconds = sum(lm["seconds"] for lm in lms.values())
+        seconds += lm_seconds
+        rows.append((f"{count} character language models ({where}; the sum of their training times, a resumed "
+                     "model's over every session that trained it)", _minutes(lm_seconds)))
+    curves = records.curve_records(sources.records_dir)
+    if curves:
+        curve_seconds = sum(curve.seconds for curve in curves)
+        seconds += curve_seconds
+        rows.append((f"{len(curves)} learning curves (`book/records/{name}/curves/`; each from start to end, "
+                     "a resumed one's last session only)", _minutes(curve_seconds)))
+    runs = sources.records
+    if not runs.empty:
+        seconds += runs["wall_seconds"].sum()
+        rows.append((f"NER: {len(runs)} runs, each a notebook from start to end (the sum of the records' wall times; "
                      "runs that shared the cores with another took longer)",
-                     f"{records['wall_seconds'].sum() / 60:.0f} min"))
-        cache = records["cache_seconds"].dropna()
+                     _minutes(runs["wall_seconds"].sum())))
+        cache = runs["cache_seconds"].dropna()
         if len(cache):
-            rows.append(("of which computing language-model vectors into the cache", f"{cache.sum() / 60:.0f} min"))
+            rows.append(("of which computing language-model vectors into the cache", _minutes(cache.sum())))
+    fractions = [records.RunRecord.load(path) for path in records.fraction_record_files(sources.records_dir)]
+    if fractions:
+        fraction_seconds = sum(run.wall_seconds for run in fractions)
+        seconds += fraction_seconds
+        rows.append((f"{len(fractions)} runs on fractions of the training sentences (`book/records/{name}/fractions/`)",
+                     _minutes(fraction_seconds)))
     if not rows:
-        return f"No records of the `{sources.profile['name']}` profile yet.\n"
+        return f"No records of the `{name}` profile yet.\n"
     lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
-    if not records.empty:
-        speed = results.training_speed(records)
+    estimated = runs.dropna(subset=["expected_seconds"])
+    if len(estimated):
+        expected, took = _minutes(estimated["expected_seconds"].sum()), _minutes(estimated["wall_seconds"].sum())
+        lines += ["", f"One run's time was estimated before it started (`results.expected_run_time`): {expected}; "
+                      f"it took {took}." if len(estimated) == 1 else
+                      f"The {len(estimated)} runs whose time was estimated before they started "
+                      f"(`results.expected_run_time`): {expected} expected in all, {took} taken."]
+    if budget := sources.profile.get("budget_hours"):
+        lines += ["", f"Job time so far, the stages above summed: {seconds / 3600:.1f} hours, against the tier's "
+                      f"budget of {budget} hours of this machine."]
+    if not runs.empty:
+        speed = results.training_speed(runs)
         rates = [f"{'`chars`' if configuration == 'chars' else 'language-model configurations'} through "
                  f"{TRAINER_NAMES.get(trainer, trainer)} on {device}: "
                  f"median {row['median tokens/s']:,.0f} training tokens/s ({int(row['runs'])} run{'s' if int(row['runs']) != 1 else ''})"

@@ -17,8 +17,8 @@ import pandas as pd
 from scipy import stats
 
 from .profiles import grid
-from .records import (CurveRecord, RunRecord, benchmark, corpora_summary, fraction_of, fraction_record_files,
-                      lm_records, read_bpc, run_record_files)
+from .records import (CurveRecord, RunRecord, benchmark, corpora_summary, curve_records, fraction_of,
+                      fraction_record_files, lm_records, read_bpc, run_record_files)
 
 EMBEDDING_ORDER = ["chars", "es", "general", "control", "es-clinical", "referrals", "clinical"]
 PAPER_DATASETS = ("cantemist", "pharmaconer", "nubes", "ct-ebm-sp")  # the paper's four; CWLC is apart
@@ -31,8 +31,8 @@ def dataset_name(dataset: str) -> str:
 
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
-           "epochs_run", "trainer", "wall_seconds", "training_seconds", "resumed_after_epoch", "cache_seconds",
-           "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
+           "epochs_run", "trainer", "wall_seconds", "training_seconds", "expected_seconds", "resumed_after_epoch",
+           "cache_seconds", "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
 
 
 def _record_row(path: Path) -> dict:
@@ -42,8 +42,8 @@ def _record_row(path: Path) -> dict:
         "profile": record.profile, "micro_f1": record.micro_f1, "macro_f1": record.macro_f1,
         "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
         "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
-        "training_seconds": record.training_seconds, "resumed_after_epoch": record.resumed_after_epoch,
-        "cache_seconds": (record.embedding_cache or {}).get("seconds"),
+        "training_seconds": record.training_seconds, "expected_seconds": record.expected_seconds,
+        "resumed_after_epoch": record.resumed_after_epoch, "cache_seconds": (record.embedding_cache or {}).get("seconds"),
         "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
         "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
     }
@@ -852,12 +852,41 @@ def _paper_cost_rates(benchmarks_dir: Path | str, device: str) -> tuple[str, dic
     return name, cost, rates
 
 
+@dataclass
+class CurveRates:
+    """How fast the learning curves of a book trained a tagger and computed language-model vectors."""
+
+    tokens_per_second: float  # training tokens of one epoch, over its seconds
+    characters_per_second: float | None  # vectors computed (None: no curve computed any)
+    curves: int
+
+
+def curve_rates(records_dir: Path | str, embeddings: str, device: str) -> CurveRates | None:
+    """The rates the learning curves in ``records_dir`` measured on this kind of device for taggers
+    like ``embeddings``' (with or without language models: a tier's models are all of one size);
+    None when no such curve timed its epochs."""
+    kind, with_lm = _device_kind(device), embeddings != "chars"
+    curves = [curve for curve in curve_records(records_dir) if curve.epoch_seconds and curve.device
+              and _device_kind(curve.device) == kind and (curve.embeddings != "chars") == with_lm]
+    timed = [(curve.train_tokens, seconds) for curve in curves for seconds in curve.epoch_seconds
+             if seconds is not None]
+    if not timed:
+        return None
+    # vectors timed only where the curve computed all of them (a cache it found took no time)
+    computed = [curve for curve in curves if curve.embedding_cache and curve.embedding_cache["misses"]
+                and not curve.embedding_cache["hits"]]
+    characters_per_second = (sum(c.vector_characters for c in computed)
+                             / sum(c.embedding_cache["seconds"] for c in computed)) if computed else None
+    return CurveRates(sum(tokens for tokens, _ in timed) / sum(seconds for _, seconds in timed),
+                      characters_per_second, len(curves))
+
+
 def expected_run_time(dataset: str, embeddings: str, train_tokens: int, corpus_characters: int, max_epochs: int,
                       device: str, records_dir: Path | str, benchmarks_dir: Path | str) -> Estimate:
     """How long one NER run will take: the mean wall time of the same dataset and embeddings among
-    the records in ``records_dir`` on the same kind of device, else the paper-cost benchmark's
-    rates (embedding ``corpus_characters`` once unless ``chars``, then ``max_epochs`` over
-    ``train_tokens``)."""
+    the records in ``records_dir`` on the same kind of device; else ``max_epochs`` over
+    ``train_tokens``, after embedding ``corpus_characters`` once unless ``chars``, at the rates the
+    book's learning curves measured (:func:`curve_rates`), or else the paper-cost benchmark's."""
     kind = _device_kind(device)
     runs = load_records(records_dir) if Path(records_dir).is_dir() else pd.DataFrame(columns=COLUMNS)
     same = runs[(runs["dataset"] == dataset) & (runs["embeddings"] == embeddings)
@@ -865,6 +894,16 @@ def expected_run_time(dataset: str, embeddings: str, train_tokens: int, corpus_c
     if len(same):
         return Estimate(float(same["wall_seconds"].mean()),
                         f"the mean of {len(same)} such runs in {records_dir}, on {kind}")
+    rates = curve_rates(records_dir, embeddings, device)
+    if rates is not None and (embeddings == "chars" or rates.characters_per_second):
+        seconds = train_tokens * max_epochs / rates.tokens_per_second
+        basis = f"{max_epochs} epochs of {train_tokens:,} tokens at {rates.tokens_per_second:,.0f} tokens/s"
+        if embeddings != "chars":
+            seconds += corpus_characters / rates.characters_per_second
+            basis += (f", after the vectors of {corpus_characters:,} characters at "
+                      f"{rates.characters_per_second:,.0f} characters/s")
+        return Estimate(seconds, f"{basis}, as {rates.curves} learning curves in {records_dir} measured on {kind}; "
+                                 "annealing may stop sooner")
     measured = _paper_cost_rates(benchmarks_dir, device)
     if measured is None:
         return Estimate(None, f"no such run in {records_dir} and no {PAPER_COST_BENCHMARKS[kind]} in {benchmarks_dir}")

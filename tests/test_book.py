@@ -86,6 +86,34 @@ def test_a_learning_curve_stays_done_when_the_grid_takes_its_epochs_from_it(tmp_
         assert job.is_done() == done, made_with
 
 
+def test_the_grids_time_is_estimated_before_it_starts_from_the_learning_curves(tmp_path: Path) -> None:
+    from dataclasses import asdict, replace
+
+    from clinflair_utils.book import BookPlan
+    from clinflair_utils.data import load_corpus
+    from clinflair_utils.ner import run_size, settings_for
+    from clinflair_utils.profiles import load_profile
+    from clinflair_utils.records import CurveRecord
+
+    profile = load_profile("quick")  # nubes x chars/general/clinical, one seed, 3 epochs
+    plan = BookPlan("quick", profile, BookPaths(ROOT, tmp_path, "quick"))
+    settings = settings_for(profile)
+    tokens, characters = run_size(load_corpus("nubes", verbose=False), settings)
+    for embeddings, epoch_seconds, cache in (("chars", [10.0, 10.0], None),
+                                             ("clinical", [20.0, 20.0], {"hits": 0, "misses": 2, "seconds": 5.0})):
+        CurveRecord("nubes", embeddings, 1, {}, 2, [1, 2], [1.0, 0.5], [0.4, 0.5], 60.0, epoch_seconds, 1_000,
+                    10_000 if cache else None, cache, "cpu").save(plan.paths.curve_record("nubes", embeddings, 1))
+    estimate = plan.expected_grid_time()
+    # chars at 100 tokens/s; general and clinical at 50, each after its vectors at 2,000 characters/s
+    assert estimate.seconds == pytest.approx(3 * tokens / 100 + 2 * (3 * tokens / 50 + characters / 2_000))
+    assert "3 NER runs still to do, 3 epochs each, by the learning curves' rates for 3" in str(estimate)
+    # a run made is no longer to do (not the example, which the NER chapter must show too)
+    run = RunRecord.load(ROOT / "book" / "records" / "cpu" / "nubes__general__1.json")
+    plan.paths.records.mkdir(parents=True, exist_ok=True)
+    replace(run, profile="quick", hyperparameters=asdict(settings)).save(plan.paths.run_record("nubes", "general", 1))
+    assert plan.expected_grid_time().seconds == pytest.approx(3 * tokens / 100 + 3 * tokens / 50 + characters / 2_000)
+
+
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
     executed = ROOT / "book" / "pretraining.ipynb"
     ran_with = nbformat.read(executed, as_version=4).metadata["papermill"]["parameters"]

@@ -73,10 +73,14 @@ def test_status_shows_each_job(side_by_side) -> None:
     status = subprocess.run([sys.executable, "-m", "clinflair_utils", "book", "--profile", str(profile),
                              "--root", str(ROOT), "--out", str(out), "--status"], capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
-    rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[:-1]}
+    *lines, counts, estimate = status.stdout.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines}
     assert rows["nubes__clinical__1"][0] == "done" and rows["lm/general-forward"][0] == "done"
     state, log = rows["no-such-dataset__chars__1"]
     assert state == "failed" and Path(log).is_file()
+    assert "2 failed" in counts
+    # the runs still to do cannot be estimated: one reads a corpus that does not exist
+    assert estimate.startswith("the NER runs: no estimate of the time:") and "no-such-dataset" in estimate
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import flair
@@ -411,7 +412,8 @@ def test_gold_vs_predicted_shows_hits_and_misses() -> None:
     assert gold_vs_predicted(sentences[:5], limit=4)["exact"].tolist() == [True] * 4  # no misses: all hits
 
 
-def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes, tmp_path: Path) -> None:
+def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes, pretrained: Path,
+                                                                        tmp_path: Path) -> None:
     from flair.data import Corpus
     from flair.datasets import FlairDatapointDataset
 
@@ -420,11 +422,23 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, use_cache=False,
                                length_buckets=True)
     curve = ner.learning_curve("nubes-small", "chars", 1, settings, 3, tmp_path / "curve", corpus=small)
-    assert curve["epoch"].tolist() == [1, 2, 3] and curve["dev_micro_f1"].between(0, 1).all()
-    assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
-    best = curve.loc[curve["dev_micro_f1"].idxmax()]
+    assert curve.epochs == [1, 2, 3] and all(0 <= f1 <= 1 for f1 in curve.dev_micro_f1)
+    assert curve.train_loss[-1] < curve.train_loss[0]
+    best = max(range(3), key=lambda i: curve.dev_micro_f1[i])
     assert ner.curve_progress(tmp_path / "curve", 30) == (  # what book --status tells of it
-        f"epoch 3 of 30 done; best dev F1 {100 * best['dev_micro_f1']:.1f} (epoch {int(best['epoch'])})")
+        f"epoch 3 of 30 done; best dev F1 {100 * curve.dev_micro_f1[best]:.1f} (epoch {best + 1})")
+    # what the grid's time is estimated from: each epoch's training seconds, within the curve's
+    assert len(curve.epoch_seconds) == 3 and 0 < sum(curve.epoch_seconds) < curve.seconds
+    assert curve.train_tokens == sum(len(sentence) for sentence in small.train)
+    assert curve.embedding_cache is None and curve.vector_characters is None  # chars: no vectors cached
+    assert curve.settings["max_epochs"] == settings.max_epochs  # the settings asked for, not the curve's
+    # a language model's curve: its vectors of train and dev computed once, in the time recorded
+    with_lm = ner.learning_curve("nubes-small", "clinical", 1, ner.NerSettings(**{**asdict(settings), "use_cache": True}),
+                                 1, tmp_path / "lm-curve", models_dir=pretrained / "models",
+                                 cache_dir=tmp_path / "cache", corpus=small)
+    assert with_lm.vector_characters == sum(len(t.text) for s in list(small.train) + list(small.dev) for t in s)
+    assert with_lm.embedding_cache["misses"] == 2 and with_lm.embedding_cache["hits"] == 0
+    assert 0 < with_lm.embedding_cache["seconds"] < with_lm.seconds and with_lm.device == "cpu"
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
 
 

@@ -107,6 +107,16 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     assert "<!-- clinflair:performance cpu512 -->" in readme.read_text()
     report.write_documents(book_copy)
     assert "No records of the `cpu512` profile yet." in readme.read_text()
+    # a model finished and kept before the pre-training chapter publishes the tier's records
+    kept = book_copy / "book" / "models" / "cpu512" / "general-forward"
+    kept.mkdir(parents=True)
+    lm = json.loads((ROOT / "book" / "records" / "cpu" / "lm" / "general-forward.json").read_text())
+    (kept / "training.json").write_text(json.dumps({**lm, "seconds": 43_200.0}))
+    report.write_documents(book_copy)
+    text = readme.read_text()
+    assert "| 1 of 8 character language models (`book/models/cpu512/`, finished so far;" in text
+    assert "| 720 min (12.0 h) |" in text
+    assert "Job time so far, the stages above summed: 12.0 hours, against the tier's budget of 24 hours" in text
     tier = book_copy / "book" / "records" / "cpu512" / "lm"
     tier.mkdir(parents=True)
     for direction, seconds in (("forward", 3000.0), ("backward", 3600.0)):
@@ -114,6 +124,6 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
         (tier / f"general-{direction}.json").write_text(json.dumps({**lm, "seconds": seconds}))
     report.write_documents(book_copy)
     text = readme.read_text()
-    assert "| 2 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
+    assert "| 2 of 8 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
     # the documents' own profile still writes the other blocks
     assert "| 8 character language models (`book/records/cpu/lm/`" in text

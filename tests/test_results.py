@@ -170,6 +170,30 @@ def test_provenance_tells_runs_made_with_other_language_models(tmp_path: Path) -
     assert results.provenance(results.load_records(tmp_path), tmp_path) == ""
 
 
+def test_expected_run_time_of_a_tier_without_runs_comes_from_its_learning_curves(tmp_path: Path) -> None:
+    from clinflair_utils.records import CurveRecord
+
+    def curve(embeddings: str, tokens: int, epoch_seconds: list, cache: dict | None, device: str = "cpu") -> None:
+        CurveRecord("pharmaconer", embeddings, 1, {}, 30, [1, 2, 3], [1.0, 0.5, 0.4], [0.1, 0.2, 0.3], 100.0,
+                    epoch_seconds, tokens, 20_000 if cache else None, cache, device).save(
+            tmp_path / "curves" / f"{embeddings}-{tokens}.json")
+
+    curve("chars", 10_000, [2.0, 2.0, None], None)  # an epoch timed by an older version: left out
+    curve("general", 10_000, [4.0, 4.0, 4.0], {"hits": 0, "misses": 2, "seconds": 10.0})
+    curve("clinical", 30_000, [6.0, 6.0, 6.0], {"hits": 2, "misses": 0, "seconds": 0.1})  # vectors found cached
+    curve("clinical", 10_000, [1.0, 1.0, 1.0], {"hits": 0, "misses": 2, "seconds": 1.0}, device="cuda:0")
+    benchmarks = ROOT / "benchmarks" / "results"
+    chars = results.expected_run_time("nubes", "chars", 50_000, 400_000, 10, "cpu", tmp_path, benchmarks)
+    assert chars.seconds == pytest.approx(50_000 * 10 / 5_000) and "1 learning curves" in str(chars)
+    # every curve with language models counts for every language model; vectors only where computed
+    control = results.expected_run_time("nubes", "control", 50_000, 400_000, 10, "cpu", tmp_path, benchmarks)
+    assert control.seconds == pytest.approx(50_000 * 10 / (120_000 / 30) + 400_000 / 2_000)
+    assert "2 learning curves" in str(control) and "4,000 tokens/s" in str(control)
+    # none on this kind of device: the paper-cost benchmark's rates, as before
+    gpu = results.expected_run_time("nubes", "chars", 50_000, 400_000, 10, "cuda:0", tmp_path, benchmarks)
+    assert "learning curves" not in str(gpu) and "paper_cost" in str(gpu)
+
+
 def test_expected_run_time_from_the_books_runs_else_the_measured_rates(tmp_path: Path) -> None:
     records_dir, benchmarks = ROOT / "book" / "records" / "cpu", ROOT / "benchmarks" / "results"
     runs = [RunRecord.load(path) for path in sorted(records_dir.glob(f"{run_name('nubes', 'clinical', 1)[:-1]}*.json"))]
