@@ -162,15 +162,21 @@ def results_block(sources: Sources) -> str:
 
 def published_text(sources: Sources) -> str:
     """Each corpus's best configuration here against the published system of the tagger's kind."""
-    table = results.against_published(sources.records)
+    aims = (sources.profile.get("aims") or {}).get("f1")
+    table = results.against_published(sources.records, aims=aims)
     compared = table[table["published F1"] != "–"]
     if compared.empty:
         return ""
-    return ("Against published systems of the tagger's kind (BiLSTM-CRF over pre-trained embeddings; "
+    text = ("Against published systems of the tagger's kind (BiLSTM-CRF over pre-trained embeddings; "
             "for CT-EBM-SP its corpus paper's best; not run here): " + "; ".join(
                 f"{corpus} best here `{row['best configuration']}` {row['F1 here'].split(' (')[0]}, "
                 f"published {row['published F1']} ({row['published by']})"
                 for corpus, row in compared.iterrows()) + ".")
+    if aims:
+        aimed = table[table["aim"] != "–"]
+        text += (" The tier's aims for its best configuration (mean F1): " + "; ".join(
+            f"{corpus} {row['aim']}" for corpus, row in aimed.iterrows()) + ".")
+    return text
 
 
 def verdict_block(sources: Sources) -> str:
@@ -231,6 +237,15 @@ def performance_block(sources: Sources) -> str:
     if not rows:
         return f"No records of the `{name}` profile yet.\n"
     lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
+    if lms and not published:  # the pre-training chapter's tables come once every model is done
+        lines += ["", "Best bits per character on the held-out text of each model's own corpus, so far: "
+                      + ", ".join(f"`{model}` {lm['best_valid_bpc']:.3f}" for model, lm in lms.items()
+                                  if lm.get("best_valid_bpc") is not None) + "."]
+        aim = (sources.profile.get("aims") or {}).get("general_bpc")
+        general = [lm["best_valid_bpc"] for model, lm in lms.items() if model.startswith("general-")]
+        if aim and general:
+            lines[-1] += (f" The aim for `general`, at most {aim} on held-out general text, is "
+                          + ("met." if max(general) <= aim else f"missed by {max(general) - aim:.3f} at worst."))
     estimated = runs.dropna(subset=["expected_seconds"])
     if len(estimated):
         expected, took = _minutes(estimated["expected_seconds"].sum()), _minutes(estimated["wall_seconds"].sum())

@@ -655,10 +655,12 @@ def reference_scores() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
-def against_published(records: pd.DataFrame, metric: str = "micro_f1") -> pd.DataFrame:
+def against_published(records: pd.DataFrame, metric: str = "micro_f1", aims: dict[str, float] | None = None
+                      ) -> pd.DataFrame:
     """Per corpus: the configuration with the best mean F1 here, beside the published system of the
     tagger's own kind (BiLSTM-CRF over pre-trained embeddings; for CT-EBM-SP, its corpus paper's
-    best) and how far below it this tier stays, in points; "–" where none was published."""
+    best) and how far below it this tier stays, in points; "–" where none was published. With
+    ``aims`` (F1 in points by dataset, a profile's ``aims.f1``), whether the best mean here reaches it."""
     published = reference_scores()
     published = published[published["architecture"] != "transformer"].set_index("dataset")
     text, _ = score_cells(records, 1, metric)
@@ -675,6 +677,9 @@ def against_published(records: pd.DataFrame, metric: str = "micro_f1") -> pd.Dat
             row.update({"published F1": f"{reference['f1']:.1f}",
                         "published by": re.match(r".*?\d{4}", reference["source"])[0],
                         "published − here": f"{reference['f1'] - here:+.1f}"})
+        if aims:
+            aim = aims.get(dataset)
+            row["aim"] = "–" if aim is None else f"{aim:g}: {'met' if round(here, 1) >= aim else 'missed'}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("corpus")
 

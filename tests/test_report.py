@@ -55,6 +55,7 @@ def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy
     readme = (book_copy / "README.md").read_text()
     # NUBes: clinical 61.0 (sd 1.0) beats general 51.0 by +10.0 in every seed; CWLC: -1.0 each seed
     assert "| NUBes | 51.0 ± 1.0 (3) | **61.0 ± 1.0 (3)** |" in readme
+    assert "The tier's aims" not in readme  # the cpu profile sets none
     # beside each uncorrected interval, the Holm-adjusted p-value over the two comparisons
     assert "| NUBes | **+10.0 [+7.5, +12.5]** | 0.003 | 3 |" in readme
     # CWLC: -1.0 in every seed (p 0 after the correction too), no more than the seed-to-seed spread (1.0):
@@ -127,3 +128,16 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     assert "| 2 of 8 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
     # the documents' own profile still writes the other blocks
     assert "| 8 character language models (`book/records/cpu/lm/`" in text
+
+
+def test_a_tier_with_aims_says_which_its_best_configurations_reach(tmp_path: Path) -> None:
+    records = tmp_path / "book" / "records" / "cpu512"
+    records.mkdir(parents=True)
+    for seed in (1, 2, 3):
+        _record(records, "pharmaconer", "clinical", seed, 0.76)  # the aim: 75
+        _record(records, "ct-ebm-sp", "clinical", seed, 0.60)  # the aim: 65
+    text = report.published_text(report.Sources(tmp_path, "cpu512"))
+    assert "PharmaCoNER best here `clinical` 76.0 ± 0.0, published 89.8" in text
+    assert text.endswith("The tier's aims for its best configuration (mean F1): CT-EBM-SP 65: missed; "
+                         "PharmaCoNER 75: met.")
+

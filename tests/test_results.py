@@ -308,6 +308,11 @@ def test_each_corpus_best_configuration_beside_the_published_bilstm_crf() -> Non
     assert pharmaconer["published F1"] == "89.8" and pharmaconer["published by"] == "Stoeckel, Hemati & Mehler 2019"
     assert pharmaconer["published − here"] == f"{89.76 - 71.0:+.1f}"
     assert nubes["best configuration"] == "general" and nubes["published F1"] == "–"
+    assert "aim" not in table.columns  # a profile without aims
+    # a tier's aims for its best mean: PharmaCoNER 71.0 reaches 71 (to the shown decimal), NUBes 81.0 not 85
+    aimed = results.against_published(records, aims={"pharmaconer": 71, "nubes": 85})
+    assert aimed.loc["PharmaCoNER", "aim"] == "71: met" and aimed.loc["NUBes", "aim"] == "85: missed"
+    assert results.against_published(records, aims={"nubes": 85}).loc["PharmaCoNER", "aim"] == "–"
 
 
 def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_the_seed_spread() -> None:
