@@ -237,6 +237,12 @@ def performance_block(sources: Sources) -> str:
     if not rows:
         return f"No records of the `{name}` profile yet.\n"
     lines = ["| stage | wall time |", "|---|---|"] + [f"| {what} | {time} |" for what, time in rows]
+    kept = sorted(sources.paths.kept_models.glob(f"*/{records.LM_MODEL_FILE}"))
+    if kept:
+        size = sum(model.stat().st_size for model in kept) / 1e6
+        lines += ["", f"The finished model is committed with the book (`book/models/{name}/`): {size:.1f} MB."
+                  if len(kept) == 1 else f"The {len(kept)} finished models are committed with the book "
+                                         f"(`book/models/{name}/`): {size:.0f} MB, {size / len(kept):.1f} MB each."]
     if lms and not published:  # the pre-training chapter's tables come once every model is done
         lines += ["", "Best bits per character on the held-out text of each model's own corpus, so far: "
                       + ", ".join(f"`{model}` {lm['best_valid_bpc']:.3f}" for model, lm in lms.items()

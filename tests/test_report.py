@@ -113,8 +113,10 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     kept.mkdir(parents=True)
     lm = json.loads((ROOT / "book" / "records" / "cpu" / "lm" / "general-forward.json").read_text())
     (kept / "training.json").write_text(json.dumps({**lm, "seconds": 43_200.0}))
+    (kept / "best-lm.pt").write_bytes(bytes(5_600_000))
     report.write_documents(book_copy)
     text = readme.read_text()
+    assert "The finished model is committed with the book (`book/models/cpu512/`): 5.6 MB." in text
     assert "| 1 of 8 character language models (`book/models/cpu512/`, finished so far;" in text
     assert "| 720 min (12.0 h) |" in text
     assert "Job time so far, the stages above summed: 12.0 hours, against the tier's budget of 24 hours" in text
