@@ -45,7 +45,7 @@ from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .data import load_corpus
 from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for
 from .profiles import PROFILES, grid, label_fraction_runs, load_profile
-from .results import Estimate, expected_run_time
+from .results import Estimate, RunTimeEstimator
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
                       fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining, run_name)
 
@@ -301,6 +301,7 @@ class BookPlan:
             return Estimate(0.0, "every NER run is done")
         vectors_made = {(dataset, embeddings) for dataset, embeddings, _ in set(self.runs) - set(todo)}
         sizes: dict[str, tuple[int, int]] = {}
+        estimator = RunTimeEstimator(self.profile["device"], self.paths.records, self.paths.benchmarks)
         total, sources = 0.0, {}
         for dataset, embeddings, _ in todo:
             if dataset not in sizes:
@@ -311,15 +312,13 @@ class BookPlan:
             tokens, characters = sizes[dataset]
             first = (dataset, embeddings) not in vectors_made
             vectors_made.add((dataset, embeddings))
-            estimate = expected_run_time(dataset, embeddings, tokens, characters if first else 0,
-                                         settings.max_epochs, self.profile["device"], self.paths.records,
-                                         self.paths.benchmarks)
+            estimate = estimator.expected(dataset, embeddings, tokens, characters if first else 0,
+                                          settings.max_epochs)
             if estimate.seconds is None:
                 return Estimate(None, f"{dataset} with {embeddings}: {estimate.basis}")
             total += estimate.seconds
-            source = ("the mean of such runs made" if estimate.basis.startswith("the mean of")
-                      else "the learning curves' rates" if "learning curves" in estimate.basis
-                      else "the benchmarks' rates")
+            source = {"runs": "the mean of such runs made", "curves": "the learning curves' rates",
+                      "benchmarks": "the benchmarks' rates"}[estimate.source]
             sources[source] = sources.get(source, 0) + 1
         return Estimate(total, f"{len(todo)} NER runs still to do, {settings.max_epochs} epochs each, by "
                                + ", ".join(f"{source} for {n}" for source, n in sources.items())
@@ -495,20 +494,19 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     ``stop_after="pretraining"`` stops once the language models are trained and published,
     ``"curves"`` once the profile's learning curves (which choose the grid's epochs) are made too.
     """
-    source = Path(root).resolve()
-    profile = load_profile(profile_name)
+    plan = book_plan(profile_name, root, out, force)
+    profile, paths = plan.profile, plan.paths
     check_profile(profile)
     executor = executor or ExecutorSettings()
     if (profile.get("device", "cpu") == "cuda" and not torch.cuda.is_available() and not from_records
             and executor.kind != "slurm"):
         raise ClinflairError(f"profile {profile['name']} is made for a GPU (device: cuda) and torch sees none "
                              "here: use a GPU runtime (Colab: Runtime > Change runtime type), or a CPU profile")
-    paths = BookPaths(source, Path(out).resolve() if out else source, profile["name"])
     if paths.root != paths.source:
         for name in BOOK_SOURCES:
             (paths.root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(paths.source / name, paths.root / name)
-    book = BookRun(BookPlan(profile_name, profile, paths, force), executor)
+    book = BookRun(plan, executor)
     if from_records:
         book.run([book.plan.chapter("results", always=True)])
     elif book.pretrain(curves=stop_after != "pretraining"):
@@ -518,11 +516,14 @@ def run_pipeline(profile_name: str = "quick", root: Path | str = ".", force: boo
     return book.report
 
 
-def book_plan(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> BookPlan:
-    """The plan of a profile's book in the repository ``root``, written to ``out`` (default: ``root``)."""
+def book_plan(profile_name: str, root: Path | str = ".", out: Path | str | None = None,
+              force: bool = False) -> BookPlan:
+    """The plan of a profile's book in the repository ``root``, written to ``out`` (default: ``root``);
+    ``force``: every job counts as still to do."""
     source = Path(root).resolve()
     profile = load_profile(profile_name)
-    return BookPlan(profile_name, profile, BookPaths(source, Path(out).resolve() if out else source, profile["name"]))
+    return BookPlan(profile_name, profile, BookPaths(source, Path(out).resolve() if out else source, profile["name"]),
+                    force)
 
 
 def job_status(profile_name: str, root: Path | str = ".", out: Path | str | None = None) -> list[dict]:

@@ -823,6 +823,7 @@ class Estimate:
 
     seconds: float | None
     basis: str
+    source: str = ""  # what it rests on, in a word (expected_run_time: runs, curves or benchmarks)
 
     def __str__(self) -> str:
         if self.seconds is None:
@@ -870,8 +871,12 @@ def curve_rates(records_dir: Path | str, embeddings: str, device: str) -> CurveR
     """The rates the learning curves in ``records_dir`` measured on this kind of device for taggers
     like ``embeddings``' (with or without language models: a tier's models are all of one size);
     None when no such curve timed its epochs."""
+    return _curve_rates(curve_records(records_dir), embeddings, device)
+
+
+def _curve_rates(curves: list[CurveRecord], embeddings: str, device: str) -> CurveRates | None:
     kind, with_lm = _device_kind(device), embeddings != "chars"
-    curves = [curve for curve in curve_records(records_dir) if curve.epoch_seconds and curve.device
+    curves = [curve for curve in curves if curve.epoch_seconds and curve.device
               and _device_kind(curve.device) == kind and (curve.embeddings != "chars") == with_lm]
     timed = [(curve.train_tokens, seconds) for curve in curves for seconds in curve.epoch_seconds
              if seconds is not None]
@@ -886,39 +891,56 @@ def curve_rates(records_dir: Path | str, embeddings: str, device: str) -> CurveR
                       characters_per_second, len(curves))
 
 
+class RunTimeEstimator:
+    """:func:`expected_run_time` for many runs of one book: its records, learning curves and the
+    paper-cost benchmark read once."""
+
+    def __init__(self, device: str, records_dir: Path | str, benchmarks_dir: Path | str) -> None:
+        self.device, self.kind = device, _device_kind(device)
+        self.records_dir, self.benchmarks_dir = records_dir, benchmarks_dir
+        found = Path(records_dir).is_dir()
+        runs = load_records(records_dir) if found else pd.DataFrame(columns=COLUMNS)
+        self.runs = runs[runs["device"].map(_device_kind) == self.kind]
+        self.curves = curve_records(records_dir) if found else []
+        self.paper_cost = _paper_cost_rates(benchmarks_dir, device)
+
+    def expected(self, dataset: str, embeddings: str, train_tokens: int, corpus_characters: int,
+                 max_epochs: int) -> Estimate:
+        same = self.runs[(self.runs["dataset"] == dataset) & (self.runs["embeddings"] == embeddings)]
+        if len(same):
+            return Estimate(float(same["wall_seconds"].mean()),
+                            f"the mean of {len(same)} such runs in {self.records_dir}, on {self.kind}", "runs")
+        rates = _curve_rates(self.curves, embeddings, self.device)
+        if rates is not None and (embeddings == "chars" or rates.characters_per_second):
+            seconds = train_tokens * max_epochs / rates.tokens_per_second
+            basis = f"{max_epochs} epochs of {train_tokens:,} tokens at {rates.tokens_per_second:,.0f} tokens/s"
+            if embeddings != "chars":
+                seconds += corpus_characters / rates.characters_per_second
+                basis += (f", after the vectors of {corpus_characters:,} characters at "
+                          f"{rates.characters_per_second:,.0f} characters/s")
+            return Estimate(seconds, f"{basis}, as {rates.curves} learning curves in {self.records_dir} measured "
+                                     f"on {self.kind}; annealing may stop sooner", "curves")
+        if self.paper_cost is None:
+            return Estimate(None, f"no such run in {self.records_dir} and no {PAPER_COST_BENCHMARKS[self.kind]} "
+                                  f"in {self.benchmarks_dir}")
+        name, cost, rates = self.paper_cost
+        seconds = train_tokens * max_epochs / rates["train the tagger"]
+        if embeddings != "chars":
+            seconds += corpus_characters / rates["embed"]
+        return Estimate(seconds, f"{max_epochs} epochs of {train_tokens:,} tokens at flair's ModelTrainer's "
+                                 f"{rates['train the tagger']:,.0f} tokens/s on {machine_name(cost)} ({name}); "
+                                 "annealing may stop sooner, and another GPU runs at another rate", "benchmarks")
+
+
 def expected_run_time(dataset: str, embeddings: str, train_tokens: int, corpus_characters: int, max_epochs: int,
                       device: str, records_dir: Path | str, benchmarks_dir: Path | str) -> Estimate:
     """How long one NER run will take: the mean wall time of the same dataset and embeddings among
     the records in ``records_dir`` on the same kind of device; else ``max_epochs`` over
     ``train_tokens``, after embedding ``corpus_characters`` once unless ``chars``, at the rates the
-    book's learning curves measured (:func:`curve_rates`), or else the paper-cost benchmark's."""
-    kind = _device_kind(device)
-    runs = load_records(records_dir) if Path(records_dir).is_dir() else pd.DataFrame(columns=COLUMNS)
-    same = runs[(runs["dataset"] == dataset) & (runs["embeddings"] == embeddings)
-                & (runs["device"].map(_device_kind) == kind)]
-    if len(same):
-        return Estimate(float(same["wall_seconds"].mean()),
-                        f"the mean of {len(same)} such runs in {records_dir}, on {kind}")
-    rates = curve_rates(records_dir, embeddings, device)
-    if rates is not None and (embeddings == "chars" or rates.characters_per_second):
-        seconds = train_tokens * max_epochs / rates.tokens_per_second
-        basis = f"{max_epochs} epochs of {train_tokens:,} tokens at {rates.tokens_per_second:,.0f} tokens/s"
-        if embeddings != "chars":
-            seconds += corpus_characters / rates.characters_per_second
-            basis += (f", after the vectors of {corpus_characters:,} characters at "
-                      f"{rates.characters_per_second:,.0f} characters/s")
-        return Estimate(seconds, f"{basis}, as {rates.curves} learning curves in {records_dir} measured on {kind}; "
-                                 "annealing may stop sooner")
-    measured = _paper_cost_rates(benchmarks_dir, device)
-    if measured is None:
-        return Estimate(None, f"no such run in {records_dir} and no {PAPER_COST_BENCHMARKS[kind]} in {benchmarks_dir}")
-    name, cost, rates = measured
-    seconds = train_tokens * max_epochs / rates["train the tagger"]
-    if embeddings != "chars":
-        seconds += corpus_characters / rates["embed"]
-    return Estimate(seconds, f"{max_epochs} epochs of {train_tokens:,} tokens at flair's ModelTrainer's "
-                             f"{rates['train the tagger']:,.0f} tokens/s on {machine_name(cost)} ({name}); annealing may "
-                             "stop sooner, and another GPU runs at another rate")
+    book's learning curves measured (:func:`curve_rates`), or else the paper-cost benchmark's.
+    The estimate's ``source`` says which: ``runs``, ``curves`` or ``benchmarks``."""
+    return RunTimeEstimator(device, records_dir, benchmarks_dir).expected(
+        dataset, embeddings, train_tokens, corpus_characters, max_epochs)
 
 
 def expected_pretraining_time(work: dict[str, int], hidden_size: int, device: str,

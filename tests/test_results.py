@@ -185,13 +185,14 @@ def test_expected_run_time_of_a_tier_without_runs_comes_from_its_learning_curves
     benchmarks = ROOT / "benchmarks" / "results"
     chars = results.expected_run_time("nubes", "chars", 50_000, 400_000, 10, "cpu", tmp_path, benchmarks)
     assert chars.seconds == pytest.approx(50_000 * 10 / 5_000) and "1 learning curves" in str(chars)
+    assert chars.source == "curves"
     # every curve with language models counts for every language model; vectors only where computed
     control = results.expected_run_time("nubes", "control", 50_000, 400_000, 10, "cpu", tmp_path, benchmarks)
     assert control.seconds == pytest.approx(50_000 * 10 / (120_000 / 30) + 400_000 / 2_000)
     assert "2 learning curves" in str(control) and "4,000 tokens/s" in str(control)
     # none on this kind of device: the paper-cost benchmark's rates, as before
     gpu = results.expected_run_time("nubes", "chars", 50_000, 400_000, 10, "cuda:0", tmp_path, benchmarks)
-    assert "learning curves" not in str(gpu) and "paper_cost" in str(gpu)
+    assert "learning curves" not in str(gpu) and "paper_cost" in str(gpu) and gpu.source == "benchmarks"
 
 
 def test_expected_run_time_from_the_books_runs_else_the_measured_rates(tmp_path: Path) -> None:
@@ -200,6 +201,7 @@ def test_expected_run_time_from_the_books_runs_else_the_measured_rates(tmp_path:
     mean = sum(r.wall_seconds for r in runs) / len(runs)
     measured = results.expected_run_time("nubes", "clinical", 1000, 5000, 4, "cpu", records_dir, benchmarks)
     assert measured.seconds == pytest.approx(mean) and f"mean of {len(runs)} such runs" in str(measured)
+    assert measured.source == "runs"
     # no such run on a GPU: the paper-cost benchmark's H200 rates
     cost = json.loads((benchmarks / results.PAPER_COST_BENCHMARKS["cuda"]).read_text())
     rates = {s["stage"].split(",")[0].split(" ")[0]: s["measured_rate"] for s in cost["stages"]}
