@@ -207,8 +207,10 @@ def performance_block(sources: Sources) -> str:
     seconds = 0.0
     if lms:
         planned = 2 * len(sources.profile["pretraining"]["corpora"]["domains"])
-        count = f"{len(lms)}" if len(lms) >= planned else f"{len(lms)} of {planned}"
-        where = f"`book/records/{name}/lm/`" if published else f"`book/models/{name}/`, finished so far"
+        finished = len(lms) >= planned
+        count = f"{len(lms)}" if finished else f"{len(lms)} of {planned}"
+        where = (f"`book/records/{name}/lm/`" if published
+                 else f"`book/models/{name}/`" + ("" if finished else ", finished so far"))
         lm_seconds = sum(lm["seconds"] for lm in lms.values())
         seconds += lm_seconds
         rows.append((f"{count} character language models ({where}; the sum of their training times, a resumed "
@@ -217,7 +219,7 @@ def performance_block(sources: Sources) -> str:
     if curves:
         curve_seconds = sum(curve.seconds for curve in curves)
         seconds += curve_seconds
-        rows.append((f"{len(curves)} learning curves (`book/records/{name}/curves/`; each from start to end, "
+        rows.append((f"{len(curves)} learning curve{'' if len(curves) == 1 else 's'} (`book/records/{name}/curves/`; each from start to end, "
                      "a resumed one's last session only)", _minutes(curve_seconds)))
     runs = sources.records
     if not runs.empty:

@@ -120,6 +120,13 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     assert "| 1 of 8 character language models (`book/models/cpu512/`, finished so far;" in text
     assert "| 720 min (12.0 h) |" in text
     assert "Job time so far, the stages above summed: 12.0 hours, against the tier's budget of 24 hours" in text
+    # every planned model kept: no longer "so far"
+    for model in ("general-backward", "clinical-forward", "clinical-backward", "control-forward",
+                  "control-backward", "referrals-forward", "referrals-backward"):
+        (kept.parent / model).mkdir()
+        (kept.parent / model / "training.json").write_text(json.dumps({**lm, "seconds": 600.0}))
+    report.write_documents(book_copy)
+    assert "| 8 character language models (`book/models/cpu512/`; the sum" in readme.read_text()
     tier = book_copy / "book" / "records" / "cpu512" / "lm"
     tier.mkdir(parents=True)
     for direction, seconds in (("forward", 3000.0), ("backward", 3600.0)):
