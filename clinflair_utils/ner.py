@@ -612,9 +612,11 @@ def _train_curve(prepared: PreparedRun, seed: int, settings: NerSettings, output
     def score(tagger: SequenceTagger, epoch: int, train_loss: float) -> None:
         nonlocal epoch_started
         seconds = round(time.time() - epoch_started, 1)
+        # the dev tokens keep their cached vectors ("cpu"); "none" would clear them, and every later
+        # epoch's scoring would run the language models over dev again
         with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):
             result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
-                                     embedding_storage_mode="none", return_loss=False)
+                                     embedding_storage_mode=prepared.storage_mode, return_loss=False)
         rows[epoch] = {"epoch": epoch, "train_loss": train_loss,
                        "dev_micro_f1": result.classification_report["micro avg"]["f1-score"], "seconds": seconds}
         with atomic_path(curve_file) as temporary:

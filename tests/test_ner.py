@@ -442,6 +442,37 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
 
 
+def test_a_learning_curve_scores_dev_on_its_cached_vectors_every_epoch(nubes, pretrained: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring dev must not clear the cached vectors from its tokens: every later epoch's scoring
+    would run the language models over dev again (on 512-unit models, 2.5 minutes an epoch)."""
+    from flair.data import Corpus
+    from flair.datasets import FlairDatapointDataset
+    from flair.models import LanguageModel
+
+    small = Corpus(train=FlairDatapointDataset(list(nubes.train)[:200]), dev=FlairDatapointDataset(list(nubes.dev)[:50]),
+                   test=None, name="nubes-small", sample_missing_splits=False)
+    settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, use_cache=True,
+                               length_buckets=True)
+    calls = []
+    forward = LanguageModel.forward
+    monkeypatch.setattr(LanguageModel, "forward", lambda self, *args, **kwargs: calls.append(1) or forward(
+        self, *args, **kwargs))
+
+    def language_model_calls(epochs: int) -> int:
+        calls.clear()
+        output = tmp_path / f"curve-{len(list(tmp_path.glob('curve-*')))}"  # a new curve each time
+        curve = ner.learning_curve("nubes-small", "clinical", 1, settings, epochs, output,
+                                   models_dir=pretrained / "models", cache_dir=tmp_path / "cache", corpus=small)
+        assert len(curve.dev_micro_f1) == epochs
+        return len(calls)
+
+    computed = language_model_calls(1)  # the vectors of train and dev computed and cached
+    once = language_model_calls(1)  # found cached: the models run only as flair loads them
+    assert once < computed
+    assert language_model_calls(3) == once  # three epochs scored, the language models never run again
+
+
 def test_a_run_on_a_fraction_trains_on_a_nested_sample_of_the_full_runs_sentences(nubes, tmp_path: Path) -> None:
     settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, max_epochs=1, use_cache=False,
                                length_buckets=True, trainer="tensor", max_train_sentences=800)
