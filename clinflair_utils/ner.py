@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import platform
 import random
 import time
@@ -35,7 +36,7 @@ from .errors import ClinflairError
 from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
-from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
+from .records import (CURVE_VECTORS_FILE, LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
                       TRAINING_LOCK_FILE, CurveRecord, NerSettings, RunRecord, fraction_run_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
@@ -575,6 +576,7 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
     prepared = prepare_run(on_dev, embeddings, seed, curve_settings, models_dir, cache_dir)
     output_dir = Path(output_dir)
     with training_lock(output_dir / TRAINING_LOCK_FILE):  # the curve so far is read once the folder is ours
+        cache = _curve_vectors(prepared, output_dir)
         curve = _train_curve(prepared, seed, curve_settings, output_dir)
     return CurveRecord(
         dataset=str(dataset), embeddings=embeddings, seed=seed, settings=asdict(settings), curve_epochs=epochs,
@@ -582,7 +584,19 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
         dev_micro_f1=curve["dev_micro_f1"].tolist(), seconds=round(time.time() - started, 1),
         epoch_seconds=[None if pd.isna(s) else float(s) for s in curve["seconds"]],
         train_tokens=prepared.train_tokens, vector_characters=prepared.characters if prepared.cache else None,
-        embedding_cache=prepared.cache, device=str(flair.device))
+        embedding_cache=cache, device=str(flair.device))
+
+
+def _curve_vectors(prepared: PreparedRun, output_dir: Path) -> dict | None:
+    """The cache report of a curve's vectors: this session's, or, where it found them cached, the
+    one of the session of this curve that computed them (what the grid's estimate needs)."""
+    kept = output_dir / CURVE_VECTORS_FILE
+    if prepared.cache and prepared.cache["misses"]:
+        with atomic_path(kept) as temporary:
+            temporary.write_text(json.dumps(prepared.cache))
+    elif prepared.cache and kept.is_file():
+        return json.loads(kept.read_text())
+    return prepared.cache
 
 
 def curve_progress(output_dir: Path | str, epochs: int) -> str:

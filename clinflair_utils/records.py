@@ -43,6 +43,7 @@ TAGGER_BEST_FILE = "best-model.pt"
 TAGGER_LOSS_FILE = "loss.tsv"
 TAGGER_CHECKPOINT_FILE = "training-checkpoint.pt"  # after the last finished epoch (resume)
 LEARNING_CURVE_FILE = "dev-f1.tsv"  # a learning curve's dev F1 after every epoch
+CURVE_VECTORS_FILE = "vectors.json"  # what computing a learning curve's vectors took, kept for its resumption
 RUN_RECORD_FILE = "record.json"
 CURVES_DIR = "curves"  # a book's learning curves, beside its run records: one JSON each
 FRACTIONS_DIR = "fractions"  # runs on a fraction of the training sentences, beside the grid's records

@@ -439,6 +439,11 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     assert with_lm.vector_characters == sum(len(t.text) for s in list(small.train) + list(small.dev) for t in s)
     assert with_lm.embedding_cache["misses"] == 2 and with_lm.embedding_cache["hits"] == 0
     assert 0 < with_lm.embedding_cache["seconds"] < with_lm.seconds and with_lm.device == "cpu"
+    # resumed for a second epoch, it finds its vectors cached and keeps what computing them took
+    resumed = ner.learning_curve("nubes-small", "clinical", 1, ner.NerSettings(**{**asdict(settings), "use_cache": True}),
+                                 2, tmp_path / "lm-curve", models_dir=pretrained / "models",
+                                 cache_dir=tmp_path / "cache", corpus=small)
+    assert resumed.epochs == [1, 2] and resumed.embedding_cache == with_lm.embedding_cache
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
 
 
