@@ -36,8 +36,9 @@ from .errors import ClinflairError
 from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
-from .records import (CURVE_VECTORS_FILE, LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
-                      TRAINING_LOCK_FILE, CurveRecord, NerSettings, RunRecord, fraction_run_sentences)
+from .records import (CURVE_VECTORS_FILE, LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE,
+                      TAGGER_LOSS_FILE, TRAINING_LOCK_FILE, CurveRecord, NerSettings, RunRecord,
+                      fraction_run_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

@@ -219,7 +219,8 @@ def performance_block(sources: Sources) -> str:
     if curves:
         curve_seconds = sum(curve.seconds for curve in curves)
         seconds += curve_seconds
-        rows.append((f"{len(curves)} learning curve{'' if len(curves) == 1 else 's'} (`book/records/{name}/curves/`; each from start to end, "
+        noun = "learning curve" if len(curves) == 1 else "learning curves"
+        rows.append((f"{len(curves)} {noun} (`book/records/{name}/curves/`; each from start to end, "
                      "a resumed one's last session only)", _minutes(curve_seconds)))
     runs = sources.records
     if not runs.empty:

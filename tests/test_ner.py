@@ -440,8 +440,9 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     assert with_lm.embedding_cache["misses"] == 2 and with_lm.embedding_cache["hits"] == 0
     assert 0 < with_lm.embedding_cache["seconds"] < with_lm.seconds and with_lm.device == "cpu"
     # resumed for a second epoch, it finds its vectors cached and keeps what computing them took
-    resumed = ner.learning_curve("nubes-small", "clinical", 1, ner.NerSettings(**{**asdict(settings), "use_cache": True}),
-                                 2, tmp_path / "lm-curve", models_dir=pretrained / "models",
+    cached = ner.NerSettings(**{**asdict(settings), "use_cache": True})
+    resumed = ner.learning_curve("nubes-small", "clinical", 1, cached, 2, tmp_path / "lm-curve",
+                                 models_dir=pretrained / "models",
                                  cache_dir=tmp_path / "cache", corpus=small)
     assert resumed.epochs == [1, 2] and resumed.embedding_cache == with_lm.embedding_cache
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
@@ -455,8 +456,9 @@ def test_a_learning_curve_scores_dev_on_its_cached_vectors_every_epoch(nubes, pr
     from flair.datasets import FlairDatapointDataset
     from flair.models import LanguageModel
 
-    small = Corpus(train=FlairDatapointDataset(list(nubes.train)[:200]), dev=FlairDatapointDataset(list(nubes.dev)[:50]),
-                   test=None, name="nubes-small", sample_missing_splits=False)
+    small = Corpus(train=FlairDatapointDataset(list(nubes.train)[:200]),
+                   dev=FlairDatapointDataset(list(nubes.dev)[:50]), test=None, name="nubes-small",
+                   sample_missing_splits=False)
     settings = ner.NerSettings(hidden_size=32, optimizer="adam", learning_rate=0.01, use_cache=True,
                                length_buckets=True)
     calls = []
