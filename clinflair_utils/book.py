@@ -132,10 +132,24 @@ def present(notebook: nbformat.NotebookNode) -> None:
 ASSIGNMENT = re.compile(r"^(\w+)\s*=")
 
 
+# characters of code a line of the book's code column shows without scrolling
+CODE_COLUMN = 72
+
+
+def fitted_assignment(line: str) -> str:
+    """``name = value`` as the code column shows it: the value on its own, indented line when the
+    whole is too wide (a model's path, say)."""
+    match = ASSIGNMENT.match(line)
+    if len(line) <= CODE_COLUMN or not match:
+        return line
+    return f"{match[1]} = (\n    {line[match.end():].strip()})"
+
+
 def merged_parameters(defaults: str, injected: str) -> str:
     """The template's parameters cell with papermill's injected values in place of its defaults, so
-    that one cell shows every value a chapter ran with."""
-    values = {match[1]: line for line in injected.splitlines() if (match := ASSIGNMENT.match(line))}
+    that one cell shows every value a chapter ran with, each fitted to the code column."""
+    values = {match[1]: fitted_assignment(line) for line in injected.splitlines()
+              if (match := ASSIGNMENT.match(line))}
     lines = ["# Parameters: this run's values (papermill) and the template's defaults"]
     for line in defaults.splitlines():
         match = ASSIGNMENT.match(line)

@@ -232,6 +232,23 @@ def test_results_page_answers_before_it_lists_the_records(browser_ready) -> None
     assert 0 <= answer < records, (answer, records)
 
 
+def test_the_parameters_cell_shown_fits_the_code_column_and_means_what_papermill_injected() -> None:
+    from papermill.translators import translate_parameters
+
+    from clinflair_utils.book import CODE_COLUMN, merged_parameters
+
+    ran_with = {"forward_model": "output/cpu512/pretraining/models/clinical-forward/best-lm.pt",
+                "compare_tiers": {"cpu": "book/records/cpu"}, "seed": 1}
+    injected = translate_parameters("python3", "python", ran_with, "Parameters")
+    assert max(len(line) for line in injected.splitlines()) > CODE_COLUMN  # the case this is about
+    defaults = 'forward_model = "es-clinical-forward"  # the published model\nseed = 123\n'
+    shown = merged_parameters(defaults, injected)
+    assert max(len(line) for line in shown.splitlines()) <= CODE_COLUMN, shown
+    namespace: dict = {}
+    exec(shown, namespace)
+    assert {name: namespace[name] for name in ran_with} == ran_with
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_a_chapter_shows_one_parameters_cell(chapter: str) -> None:
     """The values it ran with (papermill's injected cell) are shown; the template's defaults and the
