@@ -50,7 +50,7 @@ from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, C
                       fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/code.css", "book/intro.md", "book/references.bib")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/page.css", "book/intro.md", "book/references.bib")
 
 
 @dataclass

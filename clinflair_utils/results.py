@@ -809,6 +809,17 @@ def training_speed(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"runs": grouped.size(), "median tokens/s": grouped.median().round(0)})
 
 
+def record_table(records: pd.DataFrame) -> pd.DataFrame:
+    """The run records as an index that fits the page: one row per run with its scores (points),
+    epochs, training sentences and wall minutes; the rest each record's JSON holds."""
+    table = pd.DataFrame({
+        "dataset": records["dataset"], "embeddings": records["embeddings"], "seed": records["seed"],
+        "micro F1": (100 * records["micro_f1"]).round(1), "macro F1": (100 * records["macro_f1"]).round(1),
+        "epochs": records["epochs_run"], "sentences": records["train_sentences"],
+        "minutes": (records["wall_seconds"] / 60).round(1)})
+    return table.sort_values(["dataset", "embeddings", "seed"]).reset_index(drop=True)
+
+
 # -- what a run will cost, before it starts, from what was measured
 
 # flair's ModelTrainer and the embedding of the corpora, measured by benchmarks/paper_cost.py with

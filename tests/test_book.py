@@ -165,10 +165,11 @@ def test_a_chapter_whose_code_is_not_its_templates_is_not_done(tmp_path: Path) -
     assert not is_complete(executed, ran_with, template=tmp_path / "embeddings.ipynb")
 
 
-def _dom(page: Path) -> str:
-    """The page's DOM after Chromium ran its scripts."""
+def _dom(page: Path, width: int = 1280) -> str:
+    """The page's DOM after Chromium ran its scripts, in a window ``width`` pixels wide."""
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--window-size={width},900", "--virtual-time-budget=5000",
                f"--user-data-dir={page.parent / '.chromium-profile'}", "--dump-dom", page.as_uri()]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -224,6 +225,35 @@ def test_built_page_in_chromium(browser_ready, page: str) -> None:
         for line in html.unescape(re.sub(r"<[^>]+>", "", block)).splitlines():
             assert len(line) <= 100, f"{page}: a code line of {len(line)} characters: {line}"
     assert "CLINFLAIR_REPOSITORY" not in dom, f"{page}: the Colab setup cell is shown"
+
+
+# marks each table wider than the box that holds it (the box scrolls: the table is cut at its edge)
+CUT_TABLES = """<script>window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(toggle => { toggle.open = true; });  // as a reader opens them
+  const cut = [];
+  document.querySelectorAll("table").forEach(table => {
+    let box = table.parentElement;
+    while (box !== document.body && getComputedStyle(box).overflowX === "visible") box = box.parentElement;
+    const over = table.scrollWidth - box.clientWidth;
+    if (over > 0) cut.push(over + " px: " + table.textContent.trim().replace(/\\s+/g, " ").slice(0, 60));
+  });
+  document.body.setAttribute("data-cut-tables", cut.join(" | "));
+});</script>"""
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+@pytest.mark.parametrize("width", [1024, 1280, 1920])
+def test_no_table_is_cut_at_the_pages_right_edge(browser_ready, page: str, width: int) -> None:
+    built = HTML / page
+    probe = built.with_name(f"cut-tables-probe-{built.name}")  # beside it, so the page's styles load
+    probe.write_text(built.read_text().replace("</body>", CUT_TABLES + "</body>"))
+    try:
+        dom = _dom(probe, width)
+    finally:
+        probe.unlink()
+    measured = re.search(r'data-cut-tables="([^"]*)"', dom)
+    assert measured, "the probe script did not run"
+    assert measured[1] == "", f"{page} at {width} px: {html.unescape(measured[1])}"
 
 
 def test_results_page_answers_before_it_lists_the_records(browser_ready) -> None:

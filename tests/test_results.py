@@ -358,3 +358,14 @@ def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: P
     figure = results.plot_label_fractions(runs)
     assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
     assert results.label_fraction_runs(tmp_path / "none", grid_runs).empty
+
+
+def test_the_record_index_has_a_row_per_committed_record_with_its_scores_in_points() -> None:
+    runs = results.load_records(ROOT / "book" / "records" / "cpu")
+    table = results.record_table(runs)
+    assert len(table) == len(runs) == 75
+    row = table[(table["dataset"] == "nubes") & (table["embeddings"] == "clinical") & (table["seed"] == 2)]
+    record = RunRecord.load(ROOT / "book" / "records" / "cpu" / f"{run_name('nubes', 'clinical', 2)}.json")
+    assert row["micro F1"].item() == round(100 * record.micro_f1, 1)
+    assert row["minutes"].item() == round(record.wall_seconds / 60, 1)
+    assert list(table["dataset"]) == sorted(table["dataset"])
