@@ -13,6 +13,7 @@ from clinflair_utils.__main__ import main
 from clinflair_utils.errors import ClinflairError
 from clinflair_utils.ner import RunRecord, settings_for
 from clinflair_utils.profiles import load_profile
+from clinflair_utils.records import read_bpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +136,18 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     report.write_documents(book_copy)
     text = readme.read_text()
     assert "| 2 of 8 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
+    forward, backward = (f"{json.loads((tier / f'general-{d}.json').read_text())['best_valid_bpc']:.3f}"
+                         for d in ("forward", "backward"))
+    assert f"`general-backward` {backward}, `general-forward` {forward}. The aim for `general`" in text
+    # the pre-training chapter's bits per character published: the test split's beside the validation's
+    shutil.copyfile(ROOT / "book" / "records" / "cpu" / "lm" / "bpc.json", tier / "bpc.json")
+    report.write_documents(book_copy)
+    text = readme.read_text()
+    bpc = read_bpc(tier).set_index(["model", "direction"])["general text"]
+    test_split = f"{bpc['general', 'forward']:.3f}, {bpc['general', 'backward']:.3f} on the test split"
+    assert test_split in text and f"{forward}, {backward} at best on the validation split" in text
+    worst = max(bpc["general"])
+    assert f"The aim, at most 1.8, is missed by {worst - 1.8:.3f} at worst on the test split" in text
     # the documents' own profile still writes the other blocks
     assert "| 8 character language models (`book/records/cpu/lm/`" in text
 
