@@ -220,6 +220,12 @@ def _bpc_text(sources: Sources, lms: dict[str, dict], published: bool) -> str:
     if general_valid:
         text += (f", {', '.join(f'{v:.3f}' for v in general_valid)} at best on the validation split (flair's "
                  "score while training, which chose the epoch kept); the two splits hold different documents")
+        summary = records.corpora_summary(sources.records_dir) or {}
+        split = next((c for c in summary.get("corpora", []) if c["domain"] == "general"), None)
+        if split:  # whole units are dealt to each split: a few long ones can make a split
+            text += " (" + "; ".join(f"{name}: {split['units'][part]:,} units, "
+                                     f"{split['characters'][part] / 1e6:.2f} M characters"
+                                     for name, part in (("test", "test"), ("validation", "valid"))) + ")"
     text += "."
     if aim:
         text += f" The aim, at most {aim}, is {_aim_verdict(aim, test_values)} on the test split"

@@ -146,6 +146,15 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     bpc = read_bpc(tier).set_index(["model", "direction"])["general text"]
     test_split = f"{bpc['general', 'forward']:.3f}, {bpc['general', 'backward']:.3f} on the test split"
     assert test_split in text and f"{forward}, {backward} at best on the validation split" in text
+    # whole documents are dealt to the splits: how many each holds, from the corpora's summary
+    (tier.parent / "corpora").mkdir()
+    shutil.copyfile(ROOT / "book" / "records" / "cpu" / "corpora" / "summary.json",
+                    tier.parent / "corpora" / "summary.json")
+    report.write_documents(book_copy)
+    [general] = [c for c in json.loads((tier.parent / "corpora" / "summary.json").read_text())["corpora"]
+                 if c["domain"] == "general"]
+    assert f"(test: {general['units']['test']:,} units, {general['characters']['test'] / 1e6:.2f} M characters; " \
+           f"validation: {general['units']['valid']:,} units" in readme.read_text()
     worst = max(bpc["general"])
     assert f"The aim, at most 1.8, is missed by {worst - 1.8:.3f} at worst on the test split" in text
     # the documents' own profile still writes the other blocks
