@@ -219,7 +219,7 @@ class JobRunner:
                     self.log(f"{job.name}: not run; it needs {', '.join(unmet)}, which failed")
                     continue
                 try:
-                    handle = self._executor(job).submit(job.function, **job.kwargs)
+                    handle = self._executor(job).submit(_in_own_session, job.function, **job.kwargs)
                 except Exception as error:  # sbatch refused it: report, go on with the others
                     outcomes.append(JobOutcome(job.name, "failed", f"not submitted: {_one_line(error)}"))
                     continue
@@ -256,6 +256,21 @@ class JobRunner:
             return None
         handle = _handle(record)
         return None if handle.done() else handle
+
+
+def _in_own_session(function: Callable[..., Any], **kwargs: Any) -> Any:
+    """``function(**kwargs)`` in a submitted job, whose session first takes the job's niceness.
+
+    submitit starts each job in a session of its own, and Linux's autogroup scheduling shares the
+    CPU between sessions by each session's niceness, not its processes': the job of a driver started
+    with ``nice -n 19`` would otherwise take the cores from the user's tests and shells as at 0."""
+    niceness, autogroup = os.nice(0), Path("/proc/self/autogroup")
+    if niceness > 0 and autogroup.is_file():
+        try:
+            autogroup.write_text(str(niceness))
+        except OSError:  # not permitted here: the job runs, only less politely
+            pass
+    return function(**kwargs)
 
 
 def _unmet(job: Job, outcomes: list[JobOutcome], stage: set[str]) -> list[str] | None:

@@ -194,3 +194,22 @@ def test_a_job_starts_as_soon_as_what_it_needs_is_done_and_not_after_a_failure(t
     with pytest.raises(ClinflairError, match="wait for each other|not before it"):
         JobRunner(ExecutorSettings(kind=kind, poll_s=0.2), tmp_path / "cycle").run(
             [shell("a", "true", needs=("b",)), shell("b", "true", needs=("a",))])
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").is_file(), reason="no autogroup scheduling here")
+def test_a_submitted_job_of_a_niced_driver_runs_at_its_niceness_in_its_own_session(tmp_path: Path) -> None:
+    """submitit gives each job a session of its own; the scheduler weighs sessions by the session's
+    niceness, so the job's session must take the driver's."""
+    driver = """
+import sys
+from pathlib import Path
+from clinflair_utils.jobs import ExecutorSettings, Job, JobRunner
+seen = Path(sys.argv[1]) / "autogroup"
+job = Job("where", lambda: seen.write_text(Path("/proc/self/autogroup").read_text()))
+[outcome] = JobRunner(ExecutorSettings(kind="processes", poll_s=0.5), Path(sys.argv[1]) / "jobs").run([job])
+assert outcome.state == "done", outcome
+"""
+    # the driver in a session of its own too, so that nothing of the test's session changes
+    subprocess.run(["nice", "-n", "7", sys.executable, "-c", driver, str(tmp_path)], check=True, timeout=300,
+                   start_new_session=True)
+    assert (tmp_path / "autogroup").read_text().strip().endswith("nice 7")
