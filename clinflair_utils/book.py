@@ -40,14 +40,15 @@ from .errors import ClinflairError
 from .colab import SETUP_TAG
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
-from .files import copy_file
+from .files import copy_file, write_json
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .data import load_corpus
 from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for
 from .profiles import PROFILES, grid, label_fraction_runs, load_profile
 from .results import Estimate, RunTimeEstimator
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
-                      fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining, run_name)
+                      fraction_run_name, fraction_run_sentences, keep_models, lm_records, publish_pretraining,
+                      publish_record, relative_to_root, run_name)
 
 # what a book needs besides its executed chapters; copied when the book is written elsewhere
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static/page.css", "book/intro.md", "book/references.bib")
@@ -198,10 +199,11 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: s
 
 
 def learn_curve(dataset: str, embeddings: str, seed: int, settings: NerSettings, epochs: int, output_dir: Path,
-                models_dir: Path, cache_dir: Path, record: Path) -> None:
+                models_dir: Path, cache_dir: Path, record: Path, root: Path) -> None:
     """One learning curve (:func:`clinflair_utils.ner.learning_curve`, resumable in ``output_dir``),
-    kept with the book as a :class:`CurveRecord`."""
-    learning_curve(dataset, embeddings, seed, settings, epochs, output_dir, models_dir, cache_dir).save(record)
+    kept with the book as a :class:`CurveRecord`, its paths relative to the book's ``root``."""
+    curve = learning_curve(dataset, embeddings, seed, settings, epochs, output_dir, models_dir, cache_dir)
+    write_json(record, relative_to_root(asdict(curve), root))
 
 
 def language_model_jobs_of(embeddings: str) -> tuple[str, ...]:
@@ -211,18 +213,19 @@ def language_model_jobs_of(embeddings: str) -> tuple[str, ...]:
 
 
 def train_on_fraction(dataset: str, embeddings: str, seed: int, settings: NerSettings, fraction: float,
-                      output_dir: Path, models_dir: Path, cache_dir: Path, record: Path, profile: str) -> None:
+                      output_dir: Path, models_dir: Path, cache_dir: Path, record: Path, profile: str,
+                      root: Path) -> None:
     """One run on a fraction of the training sentences (:func:`clinflair_utils.ner.run_on_fraction`),
-    its record kept with the book."""
+    its record kept with the book, its paths relative to the book's ``root``."""
     run_on_fraction(dataset, embeddings, seed, settings, fraction, output_dir, models_dir, cache_dir, profile)
-    copy_file(output_dir / RUN_RECORD_FILE, record)
+    publish_record(output_dir / RUN_RECORD_FILE, record, root)
 
 
 def execute_run(template: Path, notebook: Path, parameters: dict, cwd: Path, record: Path) -> None:
     """One NER run: papermill the NER template into the run's notebook, then keep its record with
     the book (written atomically: a record is whole or absent)."""
     execute(template, notebook, parameters, cwd)
-    copy_file(cwd / parameters["output_dir"] / RUN_RECORD_FILE, record)
+    publish_record(cwd / parameters["output_dir"] / RUN_RECORD_FILE, record, cwd)
 
 
 class BookPlan:
@@ -367,7 +370,7 @@ class BookPlan:
                 jobs.append(Job(f"curve/{run_name(*run)}", learn_curve, {
                     "dataset": dataset, "embeddings": embeddings, "seed": section["seed"], "settings": settings,
                     "epochs": section["epochs"], "output_dir": paths.curve_dir(*run), "models_dir": paths.models,
-                    "cache_dir": paths.work / "cache", "record": record}, is_done=done,
+                    "cache_dir": paths.work / "cache", "record": record, "root": paths.root}, is_done=done,
                     progress=partial(curve_progress, paths.curve_dir(*run), section["epochs"]),
                     needs=language_model_jobs_of(embeddings)))
         return jobs
@@ -391,7 +394,7 @@ class BookPlan:
             jobs.append(Job(f"fraction/{fraction_run_name(*run)}", train_on_fraction, {
                 "dataset": run[0], "embeddings": run[1], "seed": run[2], "settings": settings, "fraction": run[3],
                 "output_dir": paths.fraction_dir(*run), "models_dir": paths.models, "cache_dir": paths.work / "cache",
-                "record": record, "profile": self.profile["name"]}, is_done=done))
+                "record": record, "profile": self.profile["name"], "root": paths.root}, is_done=done))
         return jobs
 
     def language_model_jobs(self) -> list[Job]:

@@ -398,6 +398,27 @@ def benchmarks(benchmarks_dir: Path | str, pattern: str) -> list[tuple[Path, dic
 # -- publishing a pre-training stage's outputs with the book
 
 
+def relative_to_root(payload, root: Path | str):
+    """``payload`` (a record's JSON value) with every string that names a path under ``root`` written
+    relative to it: a record committed with the book names the files it used as any clone lays them
+    out (``output/cpu512/cache/...``), not as the machine that made it did (``/work/main/output/...``)."""
+    if isinstance(payload, dict):
+        return {key: relative_to_root(value, root) for key, value in payload.items()}
+    if isinstance(payload, list):
+        return [relative_to_root(value, root) for value in payload]
+    if isinstance(payload, str) and Path(payload).is_absolute():
+        try:
+            return str(Path(payload).relative_to(Path(root).resolve()))
+        except ValueError:  # outside the root (a data mirror, flair's cache): kept as it is
+            return payload
+    return payload
+
+
+def publish_record(source: Path | str, target: Path | str, root: Path | str) -> None:
+    """Keep the record ``source`` (JSON) with the book at ``target``, its paths relative to ``root``."""
+    write_json(target, relative_to_root(json.loads(Path(source).read_text()), root))
+
+
 def publish_pretraining(paths: BookPaths, embedding_key) -> None:
     """Copy what the language models' training left in ``output/`` into the book's records: each
     finished model's record (with ``embedding_key(model file)``, which names its runs' cache
@@ -405,12 +426,12 @@ def publish_pretraining(paths: BookPaths, embedding_key) -> None:
     for done in sorted(paths.models.glob(f"*/{LM_DONE_FILE}")):
         record = json.loads(done.read_text())
         record["embedding_key"] = embedding_key(done.parent / LM_MODEL_FILE)
-        write_json(paths.records / "lm" / f"{done.parent.name}.json", record)
+        write_json(paths.records / "lm" / f"{done.parent.name}.json", relative_to_root(record, paths.root))
     if (paths.models / BPC_FILE).is_file():
         copy_file(paths.models / BPC_FILE, paths.records / "lm" / BPC_FILE)
     summary = paths.corpora / CORPORA_SUMMARY_FILE
     if summary.is_file():
-        copy_file(summary, paths.records / "corpora" / CORPORA_SUMMARY_FILE)
+        publish_record(summary, paths.records / "corpora" / CORPORA_SUMMARY_FILE, paths.root)
 
 
 IN_PROGRESS_DIR = "in-progress"  # under book/models/<profile>: checkpoints of models still training

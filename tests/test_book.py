@@ -143,6 +143,8 @@ def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     # the runs on a quarter of the training sentences, kept apart from the grid's
     fractions = [RunRecord.load(path) for path in sorted((records / "fractions").glob("*.json"))]
     assert [(r.embeddings, r.train_sentences) for r in fractions] == [("chars", 500), ("clinical", 500)]
+    # runs, curves, fractions and models alike name their files relative to the book's root
+    assert str(tmp_path) not in "".join(path.read_text() for path in records.rglob("*.json"))
     results_page = (tmp_path / "_build" / "html" / "book" / "results.html").read_text()
     assert "one seed: no verdict" in results_page  # the answer, written from the quick records
     assert "When labels are few" in results_page and "1/4" in results_page

@@ -128,6 +128,38 @@ def test_published_records_are_runs_of_the_profiles_grid_with_its_settings(profi
         assert set(table.columns) - {"test support"} <= set(profile["ner"]["embeddings"])
 
 
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("profile_name", PUBLISHED)
+def test_published_records_name_files_as_a_clone_lays_them_out(profile_name: str) -> None:
+    """No committed record names a file by this machine's absolute path (``/work/main/output/...``):
+    a clone has its own root."""
+    absolute = {str(path.relative_to(ROOT)): value
+                for path in sorted((ROOT / "book" / "records" / profile_name).rglob("*.json"))
+                for value in _strings(json.loads(path.read_text())) if value.startswith(str(ROOT))}
+    assert not absolute, absolute
+
+
+def test_a_records_paths_under_the_root_become_relative_and_others_stay(tmp_path: Path) -> None:
+    from clinflair_utils.records import publish_record
+    made = tmp_path / "output" / "run" / "record.json"
+    made.parent.mkdir(parents=True)
+    made.write_text(json.dumps({"cache": {"files": [str(tmp_path / "output" / "cache" / "a.npy")]},
+                                "model": str(tmp_path / "book" / "models" / "m.pt"),
+                                "mirror": "/elsewhere/data/train.conll", "name": "es-clinical-forward",
+                                "micro_f1": 0.5}))
+    publish_record(made, tmp_path / "book" / "records" / "record.json", tmp_path)
+    kept = json.loads((tmp_path / "book" / "records" / "record.json").read_text())
+    assert kept == {"cache": {"files": ["output/cache/a.npy"]}, "model": "book/models/m.pt",
+                    "mirror": "/elsewhere/data/train.conll", "name": "es-clinical-forward", "micro_f1": 0.5}
+
+
 @pytest.mark.parametrize("profile_name", ["cpu512"])
 def test_the_grids_epochs_are_what_its_committed_learning_curves_choose(profile_name: str) -> None:
     """A profile with learning curves trains its grid for the most epochs any curve chose (the
