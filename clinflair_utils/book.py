@@ -43,7 +43,8 @@ from . import lm
 from .files import copy_file, write_json
 from .jobs import ExecutorSettings, Job, JobRunner, submission_state
 from .data import load_corpus
-from .ner import NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for
+from .ner import (NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for,
+                  training_sentences)
 from .profiles import PROFILES, grid, label_fraction_runs, load_profile
 from .results import Estimate, RunTimeEstimator
 from .records import (DICTIONARY_FILE, DIRECTIONS, RUN_RECORD_FILE, BookPaths, CurveRecord, chapter_parameters,
@@ -307,37 +308,53 @@ class BookPlan:
         return jobs
 
     def expected_grid_time(self) -> Estimate:
-        """How long the grid's NER runs still to do will take, in job time (jobs side by side share
-        it): the sum of each one's expected time (:func:`clinflair_utils.results.expected_run_time`),
-        a dataset's language-model vectors counted once, for its first run still to do (later seeds
-        find them cached)."""
+        """How long the grid's NER runs and runs on fractions of the training sentences still to do
+        will take, in job time (jobs side by side share it): the sum of each one's expected time
+        (:func:`clinflair_utils.results.expected_run_time`), language-model vectors counted once per
+        dataset, embeddings and sentences, for the first run still to do (later seeds find them
+        cached). A fraction run measured only by full runs takes its share of their time."""
         settings = settings_for(self.profile)
         jobs = self.run_jobs(log=lambda message: None)
-        todo = [run for run, job in zip(self.runs, jobs) if not job.is_done()]
-        if not todo:
+        todo = [(*run, 1.0) for run, job in zip(self.runs, jobs) if not job.is_done()]
+        fraction_runs = label_fraction_runs(self.profile)
+        todo_fractions = [run for run, job in zip(fraction_runs, self.fraction_jobs()) if not job.is_done()]
+        if not todo and not todo_fractions:
             return Estimate(0.0, "every NER run is done")
-        vectors_made = {(dataset, embeddings) for dataset, embeddings, _ in set(self.runs) - set(todo)}
-        sizes: dict[str, tuple[int, int]] = {}
+        done = (set(self.runs) - {run[:3] for run in todo}) | (set(fraction_runs) - set(todo_fractions))
+        vectors_made = {(run[0], run[1], run[3] if len(run) == 4 else 1.0) for run in done}
+        corpora, sizes = {}, {}
         estimator = RunTimeEstimator(self.profile["device"], self.paths.records, self.paths.benchmarks)
         total, sources = 0.0, {}
-        for dataset, embeddings, _ in todo:
-            if dataset not in sizes:
+        for dataset, embeddings, _, fraction in todo + todo_fractions:
+            if (dataset, fraction) not in sizes:
                 try:
-                    sizes[dataset] = run_size(load_corpus(dataset, verbose=False), settings)
+                    corpus = corpora.setdefault(dataset, load_corpus(dataset, verbose=False))
                 except ClinflairError as error:  # its run will fail and say so; the others can be estimated
                     return Estimate(None, str(error))
-            tokens, characters = sizes[dataset]
-            first = (dataset, embeddings) not in vectors_made
-            vectors_made.add((dataset, embeddings))
+                if fraction < 1:  # the first of the grid run's shuffled sentences (ner.run_on_fraction)
+                    pool = len(training_sentences(corpus, replace(settings, max_train_sentences=None)))
+                    sizes[dataset, fraction] = run_size(corpus, replace(
+                        settings, max_train_sentences=fraction_run_sentences(pool, settings, fraction)))
+                else:
+                    sizes[dataset, fraction] = run_size(corpus, settings)
+            tokens, characters = sizes[dataset, fraction]
+            first = (dataset, embeddings, fraction) not in vectors_made
+            vectors_made.add((dataset, embeddings, fraction))
             estimate = estimator.expected(dataset, embeddings, tokens, characters if first else 0,
                                           settings.max_epochs)
             if estimate.seconds is None:
                 return Estimate(None, f"{dataset} with {embeddings}: {estimate.basis}")
+            if fraction < 1 and estimate.source == "runs":  # full runs' time: the fraction's share of it
+                estimate.seconds *= tokens / sizes.setdefault(
+                    (dataset, 1.0), run_size(corpora[dataset], settings))[0]
             total += estimate.seconds
             source = {"runs": "the mean of such runs made", "curves": "the learning curves' rates",
                       "benchmarks": "the benchmarks' rates"}[estimate.source]
             sources[source] = sources.get(source, 0) + 1
-        return Estimate(total, f"{len(todo)} NER runs still to do, {settings.max_epochs} epochs each, by "
+        runs = [f"{len(todo)} NER runs"] if todo else []
+        if todo_fractions:
+            runs.append(f"{len(todo_fractions)} on fractions of the training sentences")
+        return Estimate(total, f"{' and '.join(runs)} still to do, {settings.max_epochs} epochs each, by "
                                + ", ".join(f"{source} for {n}" for source, n in sources.items())
                                + "; job time, which jobs side by side share")
 

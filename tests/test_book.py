@@ -91,27 +91,44 @@ def test_the_grids_time_is_estimated_before_it_starts_from_the_learning_curves(t
 
     from clinflair_utils.book import BookPlan
     from clinflair_utils.data import load_corpus
-    from clinflair_utils.ner import run_size, settings_for
+    from clinflair_utils.ner import run_size, settings_for, training_sentences
     from clinflair_utils.profiles import load_profile
-    from clinflair_utils.records import CurveRecord
+    from clinflair_utils.records import CurveRecord, fraction_run_sentences
 
-    profile = load_profile("quick")  # nubes x chars/general/clinical, one seed, 3 epochs
+    # nubes x chars/general/clinical, one seed, 3 epochs; and chars/clinical on 1/4 of the sentences
+    profile = load_profile("quick")
     plan = BookPlan("quick", profile, BookPaths(ROOT, tmp_path, "quick"))
     settings = settings_for(profile)
-    tokens, characters = run_size(load_corpus("nubes", verbose=False), settings)
+    corpus = load_corpus("nubes", verbose=False)
+    tokens, characters = run_size(corpus, settings)
+    pool = len(training_sentences(corpus, replace(settings, max_train_sentences=None)))
+    quarter = run_size(corpus, replace(settings, max_train_sentences=fraction_run_sentences(pool, settings, 0.25)))
+    assert quarter[0] < tokens / 3 and quarter[1] < characters
     for embeddings, epoch_seconds, cache in (("chars", [10.0, 10.0], None),
                                              ("clinical", [20.0, 20.0], {"hits": 0, "misses": 2, "seconds": 5.0})):
         CurveRecord("nubes", embeddings, 1, {}, 2, [1, 2], [1.0, 0.5], [0.4, 0.5], 60.0, epoch_seconds, 1_000,
                     10_000 if cache else None, cache, "cpu").save(plan.paths.curve_record("nubes", embeddings, 1))
     estimate = plan.expected_grid_time()
-    # chars at 100 tokens/s; general and clinical at 50, each after its vectors at 2,000 characters/s
-    assert estimate.seconds == pytest.approx(3 * tokens / 100 + 2 * (3 * tokens / 50 + characters / 2_000))
-    assert "3 NER runs still to do, 3 epochs each, by the learning curves' rates for 3" in str(estimate)
-    # a run made is no longer to do (not the example, which the NER chapter must show too)
+    # chars at 100 tokens/s; general and clinical at 50, each after its vectors at 2,000 characters/s;
+    # the quarter's runs alike, with vectors of their own sentences
+    fractions = 3 * quarter[0] / 100 + 3 * quarter[0] / 50 + quarter[1] / 2_000
+    assert estimate.seconds == pytest.approx(3 * tokens / 100 + 2 * (3 * tokens / 50 + characters / 2_000)
+                                             + fractions)
+    assert ("3 NER runs and 2 on fractions of the training sentences still to do, 3 epochs each, "
+            "by the learning curves' rates for 5") in str(estimate)
+    # a run made is no longer to do (not the example, which the NER chapter must show too); a
+    # fraction run of embeddings whose full runs were made takes its share of their time
     run = RunRecord.load(ROOT / "book" / "records" / "cpu" / "nubes__general__1.json")
     plan.paths.records.mkdir(parents=True, exist_ok=True)
     replace(run, profile="quick", hyperparameters=asdict(settings)).save(plan.paths.run_record("nubes", "general", 1))
-    assert plan.expected_grid_time().seconds == pytest.approx(3 * tokens / 100 + 3 * tokens / 50 + characters / 2_000)
+    assert plan.expected_grid_time().seconds == pytest.approx(3 * tokens / 100 + 3 * tokens / 50
+                                                              + characters / 2_000 + fractions)
+    # (chars is the example: still to do, at the time of the one made)
+    chars = RunRecord.load(ROOT / "book" / "records" / "cpu" / "nubes__chars__1.json")
+    replace(chars, profile="quick", hyperparameters=asdict(settings)).save(plan.paths.run_record("nubes", "chars", 1))
+    assert plan.expected_grid_time().seconds == pytest.approx(
+        chars.wall_seconds + 3 * tokens / 50 + characters / 2_000 + chars.wall_seconds * quarter[0] / tokens
+        + 3 * quarter[0] / 50 + quarter[1] / 2_000)
 
 
 def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
