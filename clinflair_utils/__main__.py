@@ -6,7 +6,10 @@ import argparse
 import sys
 
 from .errors import ClinflairError
+from .profiles import BOOK_PROFILE, PROFILES
 from .records import CORPORA_SUMMARY_FILE, TAGGER_FILE
+
+PROFILE_CHOICES = f"{', '.join(PROFILES)}, or a profile YAML file"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -129,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     tag.set_defaults(handler=_tag)
 
     corpora = commands.add_parser("corpora", help="build a profile's decontaminated pre-training corpora")
-    corpora.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
+    corpora.add_argument("--profile", default="quick", help=f"{PROFILE_CHOICES} (default: quick)")
     corpora.add_argument("--out", required=True, help=f"folder for the TextCorpus folders and {CORPORA_SUMMARY_FILE}")
     corpora.set_defaults(handler=_corpora)
 
     book = commands.add_parser("book", help="execute the whole pipeline with papermill and build the book")
-    book.add_argument("--profile", default="quick", help="quick (default), cpu, paper, or a profile YAML file")
+    book.add_argument("--profile", default="quick", help=f"{PROFILE_CHOICES} (default: quick)")
     book.add_argument("--root", default=".", help="the repository root (default: the current folder)")
     book.add_argument("--out", help="write the book, records and models under this folder instead of the "
                                     "root (e.g. a quick smoke run that leaves the committed book alone)")
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     book.set_defaults(handler=_book)
 
     report = commands.add_parser("report", help="write the README's and introduction's measured text from the records")
-    report.add_argument("--profile", default="cpu", help="whose records (default: cpu, the published book)")
+    report.add_argument("--profile", default=BOOK_PROFILE,
+                        help=f"whose records (default: {BOOK_PROFILE}, the published book)")
     report.add_argument("--root", default=".", help="the repository root (default: the current folder)")
     report.add_argument("--check", action="store_true", help="only compare; exit 1 if any block differs")
     report.set_defaults(handler=_report)

@@ -9,8 +9,8 @@ dependencies, as version ranges that Colab's own torch, pandas and the like alre
 applies :func:`colab_parameters`:
 
 - the setting reproduced, shown in the cell: ``paper`` on a GPU runtime (flair's published models,
-  the paper's tagger settings), ``cpu`` without one (the book's small replication, with its
-  committed language models);
+  the paper's tagger settings), the book's own tier (:data:`~clinflair_utils.profiles.BOOK_PROFILE`)
+  without one (its replication, with its committed language models);
 - where the work is kept: a folder on Google Drive by default (outputs, the embedding cache, the
   data downloads and flair's model cache), so that a run stopped by a disconnect resumes from its
   last finished epoch in a new runtime; or the runtime's own disk;
@@ -29,6 +29,7 @@ import nbformat
 import yaml
 
 from .errors import ClinflairError
+from .profiles import BOOK_PROFILE
 from .records import LM_MODEL_FILE, RUN_RECORD_FILE, BookPaths, chapter_parameters, model_dir
 
 SETUP_TAG = "colab-setup"
@@ -95,7 +96,7 @@ def colab_parameters(chapter: str, parameters: dict, checkout: Path | str, profi
     """The parameters a chapter runs with on Colab, replacing those the book was executed with
     (which name files of the machine that built it); printed, so the notebook says what changed.
 
-    ``profile``: the setting reproduced (None: ``paper`` with a GPU, ``cpu`` without); ``parameters``:
+    ``profile``: the setting reproduced (None: ``paper`` with a GPU, the book's tier without); ``parameters``:
     the chapter's own (the NER chapter's dataset, embeddings and seed are kept)."""
     import torch
 
@@ -111,7 +112,7 @@ def colab_parameters(chapter: str, parameters: dict, checkout: Path | str, profi
     from . import __version__
 
     gpu = torch.cuda.is_available()
-    profile = profile or ("paper" if gpu else "cpu")
+    profile = profile or ("paper" if gpu else BOOK_PROFILE)
     print(f"clinflair_utils {__version__} from {Path(__file__).parent}")
     print(f"setting: {profile} ({'GPU: ' + torch.cuda.get_device_name(0) if gpu else 'no GPU'}); "
           f"work kept in {work}")
@@ -135,7 +136,7 @@ def colab_parameters(chapter: str, parameters: dict, checkout: Path | str, profi
             changed["records_dir"] = str(paths.work / "ner")
             print(f"results: your {len(own)} runs of the {profile} setting in {paths.work / 'ner'}")
         else:
-            shown = profile if BookPaths(checkout, checkout, profile).records.is_dir() else "cpu"
+            shown = profile if BookPaths(checkout, checkout, profile).records.is_dir() else BOOK_PROFILE
             committed = BookPaths(checkout, checkout, shown).records
             changed.update(profile=shown, records_dir=str(committed))
             print(f"results: no runs of yours in {paths.work / 'ner'} yet; the book's own {shown} records "

@@ -1,4 +1,4 @@
-"""Profiles: named parameter sets (``quick``, ``cpu``, ``paper``), each one YAML file in ``profiles/``."""
+"""Profiles: named parameter sets (:data:`PROFILES`), each one YAML file in ``profiles/``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import yaml
 from .errors import ClinflairError
 
 PROFILES = ("quick", "cpu", "cpu512", "paper")
+# the tier the committed book shows: its chapters, the README's generated blocks and the setting a
+# chapter launched on Colab without a GPU takes (the one place that names it)
+BOOK_PROFILE = "cpu"
 
 
 def load_profile(name_or_path: str | Path) -> dict:

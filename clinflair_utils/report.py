@@ -18,7 +18,7 @@ import pandas as pd
 from . import results
 from .colab import sync_setup_cells
 from .errors import ClinflairError
-from .profiles import grid, load_profile
+from .profiles import BOOK_PROFILE, grid, load_profile
 from . import records
 
 DOCUMENTS = ("README.md", "book/intro.md")
@@ -36,7 +36,7 @@ def _signed(value: float) -> str:
 class Sources:
     """What the blocks are written from: a profile's records and the committed benchmarks."""
 
-    def __init__(self, root: Path | str, profile: str = "cpu") -> None:
+    def __init__(self, root: Path | str, profile: str = BOOK_PROFILE) -> None:
         self.root = Path(root)
         self.profile = load_profile(profile)
         self.paths = paths = records.BookPaths(self.root, self.root, self.profile["name"])
@@ -599,7 +599,7 @@ def render(text: str, sources: Sources, path: str = "text") -> str:
     return BLOCK.sub(replace, text)
 
 
-def write_documents(root: Path | str = ".", check: bool = False, profile: str = "cpu") -> list[str]:
+def write_documents(root: Path | str = ".", check: bool = False, profile: str = BOOK_PROFILE) -> list[str]:
     """Rewrite the generated blocks of :data:`DOCUMENTS` and the notebook templates' Colab setup
     cells (or, with ``check``, only compare them); the files that differed from their sources."""
     root = Path(root)
