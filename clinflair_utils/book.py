@@ -35,13 +35,14 @@ from typing import Callable
 import nbformat
 import papermill
 import torch
+from jupyter_client.manager import AsyncKernelManager
 
 from .errors import ClinflairError
 from .colab import SETUP_TAG
 from .embeddings import LOCAL_SPECS, PUBLISHED_MODELS, check_spec, embedding_key
 from . import lm
 from .files import copy_file, write_json
-from .jobs import ExecutorSettings, Job, JobRunner, submission_state
+from .jobs import ExecutorSettings, Job, JobRunner, session_takes_niceness, submission_state
 from .data import load_corpus
 from .ner import (NerSettings, RunRecord, curve_progress, learning_curve, run_on_fraction, run_size, settings_for,
                   training_sentences)
@@ -171,6 +172,16 @@ def _is_debris(text: str) -> bool:
     return all(PROGRESS_BAR.fullmatch(piece.strip()) for piece in re.split(r"[\r\n]", text) if piece.strip())
 
 
+class NiceKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, whose kernel's session takes this process's niceness: Jupyter
+    starts each kernel in a session of its own (:func:`clinflair_utils.jobs.session_takes_niceness`),
+    and the kernel is where a chapter's work runs."""
+
+    async def _async_post_start_kernel(self, **kw) -> None:  # jupyter_client's hook after the launch
+        session_takes_niceness(self.provisioner.pid)
+        await super()._async_post_start_kernel(**kw)
+
+
 def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: str | None = None) -> None:
     """papermill ``template`` into ``target`` with ``parameters``, run from ``cwd``; ``digest`` (of
     the profile settings it was made with) is kept in the notebook's metadata."""
@@ -180,7 +191,8 @@ def execute(template: Path, target: Path, parameters: dict, cwd: Path, digest: s
     os.environ.update(quiet)
     try:
         papermill.execute_notebook(str(template), str(target), parameters=parameters, cwd=str(cwd),
-                                   progress_bar=False, log_output=False, kernel_name="python3")
+                                   progress_bar=False, log_output=False, kernel_name="python3",
+                                   kernel_manager_class=NiceKernelManager)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -258,18 +258,26 @@ class JobRunner:
         return None if handle.done() else handle
 
 
-def _in_own_session(function: Callable[..., Any], **kwargs: Any) -> Any:
-    """``function(**kwargs)`` in a submitted job, whose session first takes the job's niceness.
+def session_takes_niceness(pid: int | str = "self") -> None:
+    """Give the session of process ``pid`` this process's niceness, where Linux's autogroup
+    scheduling is on.
 
-    submitit starts each job in a session of its own, and Linux's autogroup scheduling shares the
-    CPU between sessions by each session's niceness, not its processes': the job of a driver started
-    with ``nice -n 19`` would otherwise take the cores from the user's tests and shells as at 0."""
-    niceness, autogroup = os.nice(0), Path("/proc/self/autogroup")
+    Autogroup scheduling shares the CPU between sessions by each session's niceness, not its
+    processes': a process that starts a session of its own (a submitit job, a Jupyter kernel) of a
+    driver started with ``nice -n 19`` would otherwise take the cores from the user's tests and
+    shells as at 0."""
+    niceness, autogroup = os.nice(0), Path(f"/proc/{pid}/autogroup")
     if niceness > 0 and autogroup.is_file():
         try:
             autogroup.write_text(str(niceness))
         except OSError:  # not permitted here: the job runs, only less politely
             pass
+
+
+def _in_own_session(function: Callable[..., Any], **kwargs: Any) -> Any:
+    """``function(**kwargs)`` in a submitted job (submitit starts each in a session of its own),
+    whose session first takes the job's niceness (:func:`session_takes_niceness`)."""
+    session_takes_niceness()
     return function(**kwargs)
 
 

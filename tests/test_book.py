@@ -140,6 +140,26 @@ def test_a_chapter_is_done_only_for_the_parameters_it_ran_with() -> None:
     assert not is_complete(ROOT / "book" / "missing.ipynb")
 
 
+@pytest.mark.skipif(not Path("/proc/self/autogroup").is_file(), reason="no autogroup scheduling here")
+def test_a_chapters_kernel_runs_at_the_niceness_of_the_job_that_executes_it(tmp_path: Path) -> None:
+    """Jupyter starts each kernel in a session of its own, and the scheduler weighs sessions by the
+    session's niceness: a niced job's chapter would otherwise run its work at 0."""
+    template = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seen = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from pathlib import Path\n"
+                                  "Path(seen).write_text(Path('/proc/self/autogroup').read_text())")])
+    template.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(template, tmp_path / "template.ipynb")
+    seen = tmp_path / "autogroup"
+    driver = (f"from pathlib import Path\nfrom clinflair_utils.book import execute\n"
+              f"execute(Path({str(tmp_path / 'template.ipynb')!r}), Path({str(tmp_path / 'run.ipynb')!r}), "
+              f"{{'seen': {str(seen)!r}}}, Path({str(tmp_path)!r}))")
+    # the driver in a session of its own, so that nothing of the test's session changes
+    subprocess.run(["nice", "-n", "7", sys.executable, "-c", driver], check=True, timeout=300,
+                   start_new_session=True)
+    assert seen.read_text().strip().endswith("nice 7"), seen.read_text()
+
+
 @pytest.mark.slow
 def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     """The main job at quick scale, written under --out: every chapter, run and page, then a resume
