@@ -428,7 +428,8 @@ def run_checkpoints(prepared: PreparedRun, seed: int, settings: NerSettings, out
 
 def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerSettings, profile: str,
                scores: dict, output_dir: Path, wall_seconds: float, training_seconds: float,
-               layers: str, expected_seconds: float | None = None, resumed_after_epoch: int = 0) -> RunRecord:
+               layers: str, expected_seconds: float | None = None, resumed_after_epoch: int = 0,
+               training_seconds_before_resume: float | None = 0.0) -> RunRecord:
     """The record of a finished run: what it was, where it ran, what it scored; ``layers``: what its
     tagger computed with (:func:`clinflair_utils.linear.tagger_layers`)."""
     corpus = prepared.corpus
@@ -454,6 +455,8 @@ def run_record(prepared: PreparedRun, embeddings: str, seed: int, settings: NerS
         training_seconds=round(training_seconds, 1),
         expected_seconds=None if expected_seconds is None else round(expected_seconds, 1),
         resumed_after_epoch=resumed_after_epoch,
+        training_seconds_before_resume=None if training_seconds_before_resume is None
+        else round(training_seconds_before_resume, 1),
         tagger_layers=layers,
         **scores,
     )
@@ -490,7 +493,7 @@ def run_ner(
                                  embedding_storage_mode="none", return_loss=False)
     record = run_record(prepared, embeddings, seed, settings, profile, scores_from_report(result.classification_report),
                         output_dir, time.time() - started, training_seconds, tagger_layers(tagger),
-                        expected_seconds, checkpoints.resumed_after)
+                        expected_seconds, checkpoints.resumed_after, checkpoints.seconds_before_resume)
     record.save(output_dir / RUN_RECORD_FILE)
     return record, tagger, prepared.test
 

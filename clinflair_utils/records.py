@@ -254,8 +254,11 @@ class RunRecord:
     gpu: str | None = None  # the GPU's name, when the run had one
     cpu_threads: int | None = None  # torch's threads: timings on a shared CPU depend on them
     expected_seconds: float | None = None  # what was expected before the run started (results.expected_run_time)
-    # a run resumed from a checkpoint: its seconds count only the epochs after this one
+    # a run resumed from a checkpoint: its wall and training seconds count only the epochs after
+    # this one; the training seconds of those before, as the checkpoint counted them (None where an
+    # older checkpoint did not, and in records made before they were kept)
     resumed_after_epoch: int = 0
+    training_seconds_before_resume: float | None = None
     # how the tagger's LSTM and CRF were computed (clinflair_utils.linear.TAGGER_LAYERS): the same
     # model each way, to float rounding; None in records made before it was recorded
     tagger_layers: str | None = None
@@ -268,6 +271,22 @@ class RunRecord:
     def model_keys(self) -> list[str]:
         """The language models the run used, as the keys its embedding-cache files are named by."""
         return [Path(f).name.split("-")[0] for f in (self.embedding_cache or {}).get("files", [])]
+
+    @property
+    def run_seconds(self) -> float:
+        """The run's wall time over every session that ran it: a resumed run's epochs before the
+        resume as its checkpoint counted them or, where it did not (:attr:`run_seconds_estimated`),
+        at the rate of its epochs after the resume."""
+        before = self.resumed_after_epoch
+        if not before or self.epochs_run is None:
+            return self.wall_seconds
+        if self.training_seconds_before_resume is not None:
+            return self.wall_seconds + self.training_seconds_before_resume
+        return self.wall_seconds + self.training_seconds * before / max(self.epochs_run - before, 1)
+
+    @property
+    def run_seconds_estimated(self) -> bool:
+        return bool(self.resumed_after_epoch) and self.training_seconds_before_resume is None
 
     def save(self, path: Path | str) -> None:
         write_json(path, asdict(self))

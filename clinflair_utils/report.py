@@ -174,7 +174,9 @@ def published_text(sources: Sources) -> str:
                 for corpus, row in compared.iterrows()) + ".")
     if aims:
         aimed = table[table["aim"] != "–"]
-        text += (" The tier's aims for its best configuration (mean F1): " + "; ".join(
+        unfinished = len(sources.records) < len(grid(sources.profile))
+        text += (" The tier's aims for its best configuration (mean F1"
+                 + (" of the runs done so far: the grid is not finished" if unfinished else "") + "): " + "; ".join(
             f"{corpus} {row['aim']}" for corpus, row in aimed.iterrows()) + ".")
     return text
 
@@ -264,16 +266,20 @@ def performance_block(sources: Sources) -> str:
                      "a resumed one's last session only)", _minutes(curve_seconds)))
     runs = sources.records
     if not runs.empty:
-        seconds += runs["wall_seconds"].sum()
-        rows.append((f"NER: {len(runs)} runs, each a notebook from start to end (the sum of the records' wall times; "
-                     "runs that shared the cores with another took longer)",
-                     _minutes(runs["wall_seconds"].sum())))
+        seconds += runs["run_seconds"].sum()
+        imputed = int(runs["run_seconds_estimated"].sum())
+        resumed = "" if not imputed else (
+            f"; {imputed} resumed from {'a checkpoint' if imputed == 1 else 'checkpoints'} that did not "
+            "time the epochs before the resume, counted at the rate of those after")
+        rows.append((f"NER: {len(runs)} runs, each a notebook from start to end (the sum of the records' wall times, "
+                     f"over every session that ran them{resumed}; runs that shared the cores with another took longer)",
+                     _minutes(runs["run_seconds"].sum())))
         cache = runs["cache_seconds"].dropna()
         if len(cache):
             rows.append(("of which computing language-model vectors into the cache", _minutes(cache.sum())))
     fractions = [records.RunRecord.load(path) for path in records.fraction_record_files(sources.records_dir)]
     if fractions:
-        fraction_seconds = sum(run.wall_seconds for run in fractions)
+        fraction_seconds = sum(run.run_seconds for run in fractions)
         seconds += fraction_seconds
         rows.append((f"{len(fractions)} runs on fractions of the training sentences (`book/records/{name}/fractions/`)",
                      _minutes(fraction_seconds)))
@@ -290,7 +296,7 @@ def performance_block(sources: Sources) -> str:
         lines += ["", _bpc_text(sources, lms, bool(published))]
     estimated = runs.dropna(subset=["expected_seconds"])
     if len(estimated):
-        expected, took = _minutes(estimated["expected_seconds"].sum()), _minutes(estimated["wall_seconds"].sum())
+        expected, took = _minutes(estimated["expected_seconds"].sum()), _minutes(estimated["run_seconds"].sum())
         lines += ["", f"One run's time was estimated before it started (`results.expected_run_time`): {expected}; "
                       f"it took {took}." if len(estimated) == 1 else
                       f"The {len(estimated)} runs whose time was estimated before they started "

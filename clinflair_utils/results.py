@@ -32,7 +32,7 @@ def dataset_name(dataset: str) -> str:
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
            "epochs_run", "trainer", "wall_seconds", "training_seconds", "expected_seconds", "resumed_after_epoch",
-           "cache_seconds", "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
+           "run_seconds", "run_seconds_estimated", "cache_seconds", "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
 
 
 def _record_row(path: Path) -> dict:
@@ -43,7 +43,8 @@ def _record_row(path: Path) -> dict:
         "train_sentences": record.train_sentences, "train_tokens": record.train_tokens,
         "epochs_run": record.epochs_run, "trainer": record.trainer, "wall_seconds": record.wall_seconds,
         "training_seconds": record.training_seconds, "expected_seconds": record.expected_seconds,
-        "resumed_after_epoch": record.resumed_after_epoch, "cache_seconds": (record.embedding_cache or {}).get("seconds"),
+        "resumed_after_epoch": record.resumed_after_epoch, "run_seconds": record.run_seconds,
+        "run_seconds_estimated": record.run_seconds_estimated, "cache_seconds": (record.embedding_cache or {}).get("seconds"),
         "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
         "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
     }
@@ -753,7 +754,7 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
     records = load_records(records_dir)
     if not records.empty:
         rows.append({"stage": "NER runs", "what": f"{len(records)} runs, each a notebook (including caching)",
-                     "minutes": records["wall_seconds"].sum() / 60})
+                     "minutes": records["run_seconds"].sum() / 60})
         cache = records["cache_seconds"].dropna()
         rows.append({"stage": "NER runs: embedding cache", "what": "computing language-model vectors (misses)",
                      "minutes": cache.sum() / 60})
@@ -791,8 +792,9 @@ def paper_cost_table(cost: dict) -> pd.DataFrame:
 
 
 def timing_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Wall time per run on the machine that ran it: mean seconds per dataset and embeddings."""
-    return records.pivot_table(index="dataset", columns="embeddings", values="wall_seconds", aggfunc="mean").round(1)
+    """Wall time per run on the machine that ran it (over every session that ran it): mean seconds
+    per dataset and embeddings."""
+    return records.pivot_table(index="dataset", columns="embeddings", values="run_seconds", aggfunc="mean").round(1)
 
 
 def training_speed(records: pd.DataFrame) -> pd.DataFrame:
@@ -816,7 +818,7 @@ def record_table(records: pd.DataFrame) -> pd.DataFrame:
         "dataset": records["dataset"], "embeddings": records["embeddings"], "seed": records["seed"],
         "micro F1": (100 * records["micro_f1"]).round(1), "macro F1": (100 * records["macro_f1"]).round(1),
         "epochs": records["epochs_run"], "sentences": records["train_sentences"],
-        "minutes": (records["wall_seconds"] / 60).round(1)})
+        "minutes": (records["run_seconds"] / 60).round(1)})
     return table.sort_values(["dataset", "embeddings", "seed"]).reset_index(drop=True)
 
 
@@ -919,7 +921,7 @@ class RunTimeEstimator:
                  max_epochs: int) -> Estimate:
         same = self.runs[(self.runs["dataset"] == dataset) & (self.runs["embeddings"] == embeddings)]
         if len(same):
-            return Estimate(float(same["wall_seconds"].mean()),
+            return Estimate(float(same["run_seconds"].mean()),
                             f"the mean of {len(same)} such runs in {self.records_dir}, on {self.kind}", "runs")
         rates = _curve_rates(self.curves, embeddings, self.device)
         if rates is not None and (embeddings == "chars" or rates.characters_per_second):

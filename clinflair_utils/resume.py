@@ -13,7 +13,8 @@ of another run is not used. Both trainers use it: the tensor trainer directly
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,9 @@ class TrainingState:
     scheduler: dict
     random: dict  # python, numpy, torch (and CUDA) generator states
     loss_log: str  # loss.tsv as it was after ``epoch``
+    # the training seconds up to the end of ``epoch``, over every session that trained it (None in
+    # checkpoints written before they were counted)
+    seconds: float | None = None
 
     @classmethod
     def capture(cls, epoch: int, tagger: SequenceTagger, optimizer, scheduler, output_dir: Path | str) -> TrainingState:
@@ -100,15 +104,24 @@ class EpochCheckpoints:
         self.previous = self.path.with_name(f"previous-{self.path.name}")
         self.run, self.say = run, say
         self.resumed_after = 0  # the epoch :meth:`load` resumed after (0: none, training from epoch 1)
+        # the training seconds of the epochs before the one resumed after (None: its checkpoint did
+        # not count them), and this session's training clock, started again by :meth:`load`
+        self.seconds_before_resume: float | None = 0.0
+        self.started = time.monotonic()
 
     def save(self, state: TrainingState) -> None:
+        """Keep ``state`` as the newest checkpoint, with the training seconds up to it."""
+        if self.seconds_before_resume is not None:
+            state = replace(state, seconds=self.seconds_before_resume + time.monotonic() - self.started)
         if self.path.is_file():
             self.path.replace(self.previous)
         with atomic_path(self.path) as temporary:
             torch.save({"run": self.run, "state": asdict(state)}, temporary)
 
     def load(self) -> TrainingState | None:
-        """The newest readable checkpoint of this run, or None (start from epoch 1)."""
+        """The newest readable checkpoint of this run, or None (start from epoch 1). Training starts
+        now: the clock of :meth:`save` counts from here."""
+        self.started = time.monotonic()
         for path in (self.path, self.previous):
             if not path.is_file():
                 continue
@@ -127,7 +140,7 @@ class EpochCheckpoints:
                 self.say(f"{path} belongs to another run ({', '.join(differs)} differ): starting over from epoch 1")
                 return None
             self.say(f"resuming from {path.name}: epochs 1-{state.epoch} are done")
-            self.resumed_after = state.epoch
+            self.resumed_after, self.seconds_before_resume = state.epoch, state.seconds
             return state
         return None
 

@@ -111,7 +111,7 @@ RECORD_KEYS = {"dataset", "embeddings", "seed", "profile", "hyperparameters", "t
                "train_sentences_available", "test_sentences", "epochs_run", "embedding_storage_mode",
                "embedding_cache", "versions", "device", "wall_seconds", "training_seconds", "micro_f1", "trainer",
                "macro_f1", "micro_precision", "micro_recall", "per_type", "train_tokens", "gpu", "cpu_threads",
-               "expected_seconds", "resumed_after_epoch", "tagger_layers"}
+               "expected_seconds", "resumed_after_epoch", "training_seconds_before_resume", "tagger_layers"}
 QUICK = dict(optimizer="adam", learning_rate=0.003, max_epochs=3, max_train_sentences=1500)
 
 

@@ -75,6 +75,28 @@ def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy
     assert (book_copy / "README.md").read_text() == readme
 
 
+def test_a_resumed_runs_time_counts_every_session_that_ran_it(book_copy: Path) -> None:
+    """The NER row sums each run's time over its sessions: the epochs before a resume as the
+    checkpoint timed them, or, where an older one did not, at the rate of the epochs after."""
+    from dataclasses import replace
+
+    records_dir = book_copy / "book" / "records" / "cpu"
+    path = records_dir / "nubes__clinical__1.json"
+    made = RunRecord.load(path)  # 60 s, 3 epochs, 30 s of training
+    replace(made, resumed_after_epoch=1, training_seconds_before_resume=240.0).save(path)
+    report.write_documents(book_copy)
+    readme = (book_copy / "README.md").read_text()
+    # 11 runs of 60 s and one of 60 + 240 s: 16 minutes
+    assert "over every session that ran them; runs that shared the cores with another took longer) | 16 min |" \
+        in readme
+    replace(made, resumed_after_epoch=1, training_seconds_before_resume=None).save(path)
+    report.write_documents(book_copy)
+    readme = (book_copy / "README.md").read_text()
+    # 11 x 60 s, and 60 s + epoch 1 at the 15 s an epoch of epochs 2-3: 12.25 minutes
+    assert ("1 resumed from a checkpoint that did not time the epochs before the resume, counted at the rate of those "
+            "after; runs that shared the cores with another took longer) | 12 min |") in readme
+
+
 def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
     (book_copy / "book" / "intro.md").write_text("<!-- clinflair:nonsense -->\n<!-- /clinflair:nonsense -->\n")
     with pytest.raises(ClinflairError, match=r"book/intro\.md: unknown generated block 'nonsense'"):
@@ -169,6 +191,13 @@ def test_a_tier_with_aims_says_which_its_best_configurations_reach(tmp_path: Pat
         _record(records, "ct-ebm-sp", "clinical", seed, 0.60)  # the aim: 65
     text = report.published_text(report.Sources(tmp_path, "cpu512"))
     assert "PharmaCoNER best here `clinical` 76.0 ± 0.0, published 89.8" in text
-    assert text.endswith("The tier's aims for its best configuration (mean F1): CT-EBM-SP 65: missed; "
-                         "PharmaCoNER 75: met.")
+    assert text.endswith("The tier's aims for its best configuration (mean F1 of the runs done so far: the grid "
+                         "is not finished): CT-EBM-SP 65: missed; PharmaCoNER 75: met.")
+    from clinflair_utils.profiles import grid
+    for dataset, embeddings, seed in grid(load_profile("cpu512")):  # the rest of the grid, lower
+        if not (records / f"{dataset}__{embeddings}__{seed}.json").is_file():
+            _record(records, dataset, embeddings, seed, 0.50)
+    text = report.published_text(report.Sources(tmp_path, "cpu512"))
+    assert text.endswith("The tier's aims for its best configuration (mean F1): CANTEMIST 75: missed; "
+                         "CT-EBM-SP 65: missed; NUBes 85: missed; PharmaCoNER 75: met.")
 

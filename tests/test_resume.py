@@ -71,6 +71,7 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
     assert whole.trainer == trainer and not (tmp_path / "whole" / records.TAGGER_CHECKPOINT_FILE).exists()
 
     run_dir, paused = tmp_path / "stopped", tmp_path / "paused"
+    child_started = time.time()
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(
         settings=dict(SETTINGS, trainer=trainer), embeddings=embeddings, run_dir=str(run_dir), models=str(models),
         cache=str(cache)), str(paused)], stderr=subprocess.PIPE, text=True)
@@ -79,6 +80,7 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
         time.sleep(0.05)
     assert paused.is_file(), "the run never saved its first checkpoint: " + (
         child.communicate()[1][-3000:] if child.poll() is not None else "")
+    child_paused = time.time()
     child.send_signal(stop)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode != 0
@@ -98,6 +100,10 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
     assert _train_losses(run_dir) == _train_losses(tmp_path / "whole")
     assert resumed.micro_f1 == whole.micro_f1 and resumed.per_type == whole.per_type
     assert resumed.epochs_run == 3 and resumed.resumed_after_epoch == 1 and whole.resumed_after_epoch == 0
+    # its time: this session's, and epoch 1's as the stopped run's checkpoint counted it
+    assert 0 < resumed.training_seconds_before_resume < child_paused - child_started
+    assert resumed.run_seconds == resumed.wall_seconds + resumed.training_seconds_before_resume
+    assert whole.training_seconds_before_resume == 0 and whole.run_seconds == whole.wall_seconds
     assert not list(run_dir.glob(f"*{records.TAGGER_CHECKPOINT_FILE}"))  # finished: checkpoints gone
 
 
@@ -130,3 +136,36 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_it_is_used(tmp_pat
     assert other_seed.load() is None and "belongs to another run (seed differ)" in said[-1]
     checkpoints.clear()
     assert not checkpoints.path.exists() and not checkpoints.previous.exists()
+
+
+def test_a_checkpoint_carries_the_training_seconds_so_far_and_a_resumed_record_counts_them(tmp_path: Path) -> None:
+    from dataclasses import asdict, replace
+
+    run = {"corpus": "nubes", "seed": 1}
+    first = EpochCheckpoints(tmp_path, run)
+    assert first.load() is None
+    time.sleep(0.2)
+    first.save(_state(1))
+    second = EpochCheckpoints(tmp_path, run)
+    assert second.load().epoch == 1 and second.seconds_before_resume >= 0.2
+    time.sleep(0.1)
+    second.save(_state(2))
+    assert EpochCheckpoints(tmp_path, run).load().seconds >= second.seconds_before_resume + 0.1
+
+    # a checkpoint written before the seconds were counted: unknown, and they stay unknown
+    torch.save({"run": run, "state": {k: v for k, v in asdict(_state(3)).items() if k != "seconds"}},
+               second.path)
+    older = EpochCheckpoints(tmp_path, run)
+    assert older.load().epoch == 3 and older.seconds_before_resume is None
+    older.save(_state(4))
+    assert EpochCheckpoints(tmp_path, run).load().seconds is None
+
+    # the record's whole time: as counted, or, unknown, the earlier epochs at the later ones' rate
+    made = records.RunRecord.load(Path(__file__).resolve().parents[1] / "book" / "records" / "cpu"
+                                  / "nubes__chars__1.json")
+    resumed = replace(made, epochs_run=30, resumed_after_epoch=10, wall_seconds=300.0, training_seconds=200.0,
+                      training_seconds_before_resume=150.0)
+    assert resumed.run_seconds == 450.0 and not resumed.run_seconds_estimated
+    unknown = replace(resumed, training_seconds_before_resume=None)
+    assert unknown.run_seconds == 300.0 + 200.0 * 10 / 20 and unknown.run_seconds_estimated
+    assert replace(made, training_seconds_before_resume=None).run_seconds == made.wall_seconds
