@@ -190,7 +190,8 @@ def test_killed_training_resumes_from_its_checkpoint(pretrained: Path, tmp_path:
     assert record["best_epoch"] == curve.loc[curve["valid_bpc"].idxmin(), "epoch"]
     # its time counts the splits of both sessions, the killed one's too
     before_kill = curve["seconds"].iloc[: len(done_before)].sum()
-    assert before_kill > 0 and record["seconds"] == round(curve["seconds"].sum(), 1) > before_kill
+    # Python's round, as the record's: numpy's rounds 12.05 to 12.0 where Python's gives 12.1
+    assert before_kill > 0 and record["seconds"] == round(float(curve["seconds"].sum()), 1) > before_kill
     assert lm.is_trained(model_dir)
     assert not (model_dir / records.LM_CHECKPOINT_FILE).exists()
 
