@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Callable
 
@@ -332,24 +332,31 @@ class BookPlan:
         todo_fractions = [run for run, job in zip(fraction_runs, self.fraction_jobs()) if not job.is_done()]
         if not todo and not todo_fractions:
             return Estimate(0.0, "every NER run is done")
-        done = (set(self.runs) - {run[:3] for run in todo}) | (set(fraction_runs) - set(todo_fractions))
-        vectors_made = {(run[0], run[1], run[3] if len(run) == 4 else 1.0) for run in done}
-        corpora, sizes = {}, {}
+        grid_todo = {run[:3] for run in todo}
+        vectors_made = {(d, e, 1.0) for d, e, s in self.runs if (d, e, s) not in grid_todo}
+        vectors_made |= {(d, e, f) for d, e, s, f in set(fraction_runs) - set(todo_fractions)}
+
+        @cache
+        def corpus(dataset: str):
+            return load_corpus(dataset, verbose=False)
+
+        @cache
+        def size(dataset: str, fraction: float) -> tuple[int, int]:
+            """Training tokens and embedded characters of a run on ``fraction`` of the sentences."""
+            if fraction == 1:
+                return run_size(corpus(dataset), settings)
+            # the first of the grid run's shuffled sentences (ner.run_on_fraction)
+            pool = len(training_sentences(corpus(dataset), replace(settings, max_train_sentences=None)))
+            return run_size(corpus(dataset), replace(
+                settings, max_train_sentences=fraction_run_sentences(pool, settings, fraction)))
+
         estimator = RunTimeEstimator(self.profile["device"], self.paths.records, self.paths.benchmarks)
         total, sources = 0.0, {}
         for dataset, embeddings, _, fraction in todo + todo_fractions:
-            if (dataset, fraction) not in sizes:
-                try:
-                    corpus = corpora.setdefault(dataset, load_corpus(dataset, verbose=False))
-                except ClinflairError as error:  # its run will fail and say so; the others can be estimated
-                    return Estimate(None, str(error))
-                if fraction < 1:  # the first of the grid run's shuffled sentences (ner.run_on_fraction)
-                    pool = len(training_sentences(corpus, replace(settings, max_train_sentences=None)))
-                    sizes[dataset, fraction] = run_size(corpus, replace(
-                        settings, max_train_sentences=fraction_run_sentences(pool, settings, fraction)))
-                else:
-                    sizes[dataset, fraction] = run_size(corpus, settings)
-            tokens, characters = sizes[dataset, fraction]
+            try:
+                tokens, characters = size(dataset, fraction)
+            except ClinflairError as error:  # its run will fail and say so; the others can be estimated
+                return Estimate(None, str(error))
             first = (dataset, embeddings, fraction) not in vectors_made
             vectors_made.add((dataset, embeddings, fraction))
             estimate = estimator.expected(dataset, embeddings, tokens, characters if first else 0,
@@ -357,8 +364,7 @@ class BookPlan:
             if estimate.seconds is None:
                 return Estimate(None, f"{dataset} with {embeddings}: {estimate.basis}")
             if fraction < 1 and estimate.source == "runs":  # full runs' time: the fraction's share of it
-                estimate.seconds *= tokens / sizes.setdefault(
-                    (dataset, 1.0), run_size(corpora[dataset], settings))[0]
+                estimate.seconds *= tokens / size(dataset, 1.0)[0]
             total += estimate.seconds
             source = {"runs": "the mean of such runs made", "curves": "the learning curves' rates",
                       "benchmarks": "the benchmarks' rates"}[estimate.source]

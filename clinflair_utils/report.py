@@ -43,6 +43,11 @@ class Sources:
         self.records_dir, self.benchmarks = paths.records, paths.benchmarks
         self.records = results.load_records(self.records_dir)
 
+    @property
+    def grid_finished(self) -> bool:
+        """Whether every run of the profile's grid has its record."""
+        return len(self.records) == len(grid(self.profile))
+
     def lm_records(self) -> dict[str, dict]:
         return records.lm_records(self.records_dir)
 
@@ -143,7 +148,7 @@ def results_block(sources: Sources) -> str:
     if sources.records.empty:
         return progress + "\n"
     differences = difference_table(sources)
-    runs_done = "" if len(sources.records) == len(grid(sources.profile)) else " The tables cover the runs done so far."
+    runs_done = "" if sources.grid_finished else " The tables cover the runs done so far."
     parts = [progress + runs_done, settings_line(sources) + ":", score_table(sources)]
     if differences:
         family = results.comparisons(sources.records)
@@ -174,10 +179,9 @@ def published_text(sources: Sources) -> str:
                 for corpus, row in compared.iterrows()) + ".")
     if aims:
         aimed = table[table["aim"] != "–"]
-        unfinished = len(sources.records) < len(grid(sources.profile))
         text += (" The tier's aims for its best configuration (mean F1"
-                 + (" of the runs done so far: the grid is not finished" if unfinished else "") + "): " + "; ".join(
-            f"{corpus} {row['aim']}" for corpus, row in aimed.iterrows()) + ".")
+                 + ("" if sources.grid_finished else " of the runs done so far: the grid is not finished") + "): "
+                 + "; ".join(f"{corpus} {row['aim']}" for corpus, row in aimed.iterrows()) + ".")
     return text
 
 

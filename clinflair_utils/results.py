@@ -32,7 +32,8 @@ def dataset_name(dataset: str) -> str:
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
            "epochs_run", "trainer", "wall_seconds", "training_seconds", "expected_seconds", "resumed_after_epoch",
-           "run_seconds", "run_seconds_estimated", "cache_seconds", "optimizer", "device", "gpu", "per_type", "record", "model_keys"]
+           "run_seconds", "run_seconds_estimated", "cache_seconds", "optimizer", "device", "gpu", "per_type", "record",
+           "model_keys"]
 
 
 def _record_row(path: Path) -> dict:
