@@ -481,14 +481,17 @@ def keep_models(paths: BookPaths) -> None:
                                                  (paths.models, paths.kept_models, False)):
         for done in sorted(source_dir.glob(f"*/{LM_DONE_FILE}")):
             target = target_dir / done.parent.name
+            # the kept record names its files as a clone lays them out, not as this machine did
+            record = json.loads(done.read_text()) if only_missing else relative_to_root(
+                json.loads(done.read_text()), paths.root)
             if (target / LM_DONE_FILE).is_file() and (
-                    only_missing or (target / LM_DONE_FILE).read_bytes() == done.read_bytes()):
+                    only_missing or json.loads((target / LM_DONE_FILE).read_text()) == record):
                 continue
             target.mkdir(parents=True, exist_ok=True)
             if (done.parent / LM_LOSS_FILE).is_file():  # its training curve, for the pre-training chapter
                 copy_file(done.parent / LM_LOSS_FILE, target / LM_LOSS_FILE)
-            for name in (LM_MODEL_FILE, LM_DONE_FILE):  # the model first: the record marks a complete copy
-                copy_file(done.parent / name, target / name)
+            copy_file(done.parent / LM_MODEL_FILE, target / LM_MODEL_FILE)
+            write_json(target / LM_DONE_FILE, record)  # after the model: the record marks a complete copy
         dictionary = source_dir / DICTIONARY_FILE
         if dictionary.is_file() and (not only_missing or not (target_dir / DICTIONARY_FILE).is_file()):
             copy_file(dictionary, target_dir / DICTIONARY_FILE)

@@ -7,6 +7,7 @@ runs before the tests, and Debian's chromium.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -337,11 +338,17 @@ def test_kept_models_travel_with_the_book_and_come_back(tmp_path: Path) -> None:
     model = paths.models / "clinical-forward"
     model.mkdir(parents=True)
     (model / "best-lm.pt").write_bytes(b"weights")
-    (model / "training.json").write_text('{"seconds": 1}')
+    (model / "training.json").write_text(json.dumps({"seconds": 1, "model": str(model / "best-lm.pt")}))
     (paths.models / "dictionary.pkl").write_bytes(b"chars")
     keep_models(paths)
     kept = tmp_path / "book" / "models" / "p"
     assert (kept / "clinical-forward" / "best-lm.pt").read_bytes() == b"weights"
+    # the kept record names the model as a clone lays it out, and is not written again while it is so
+    kept_record = kept / "clinical-forward" / "training.json"
+    assert json.loads(kept_record.read_text())["model"] == "output/p/pretraining/models/clinical-forward/best-lm.pt"
+    written = kept_record.stat().st_mtime_ns
+    keep_models(paths)
+    assert kept_record.stat().st_mtime_ns == written
     assert (kept / "dictionary.pkl").read_bytes() == b"chars"
     shutil.rmtree(tmp_path / "output")  # a clone: output/ is not committed
     keep_models(paths)

@@ -139,9 +139,10 @@ def _strings(value) -> list[str]:
 @pytest.mark.parametrize("profile_name", PUBLISHED)
 def test_published_records_name_files_as_a_clone_lays_them_out(profile_name: str) -> None:
     """No committed record names a file by this machine's absolute path (``/work/main/output/...``):
-    a clone has its own root."""
-    absolute = {str(path.relative_to(ROOT)): value
-                for path in sorted((ROOT / "book" / "records" / profile_name).rglob("*.json"))
+    a clone has its own root. The kept language models' own records (``book/models``) included."""
+    kept = [*sorted((ROOT / "book" / "records" / profile_name).rglob("*.json")),
+            *sorted((ROOT / "book" / "models" / profile_name).glob("*/training.json"))]
+    absolute = {str(path.relative_to(ROOT)): value for path in kept
                 for value in _strings(json.loads(path.read_text())) if value.startswith(str(ROOT))}
     assert not absolute, absolute
 
