@@ -153,7 +153,9 @@ def paired_difference(records: pd.DataFrame, better: str, baseline: str, metric:
         rows[dataset] = {better: 100 * paired[better].mean(), baseline: 100 * paired[baseline].mean(),
                          "difference": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high, "seeds": n,
                          "seed_spread_sd": 100 * spread, "p_value": p_value}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    # the columns even when no dataset has runs of both (a grid in progress): callers select them
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[
+        better, baseline, "difference", "ci_low", "ci_high", "seeds", "seed_spread_sd", "p_value"])
 
 
 def holm(p_values: pd.Series) -> pd.Series:

@@ -161,6 +161,26 @@ def test_a_chapters_kernel_runs_at_the_niceness_of_the_job_that_executes_it(tmp_
     assert seen.read_text().strip().endswith("nice 7"), seen.read_text()
 
 
+def test_the_results_chapter_executes_on_a_grid_in_progress(tmp_path: Path) -> None:
+    """A tier's first records: `chars` and `clinical` each on one corpus, on different corpora, one
+    seed, beside a finished tier. The chapter is executed while the grid goes on (the README's block
+    too), so every table must say what it lacks instead of failing."""
+    from clinflair_utils.book import execute
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for run in ("cantemist__chars__1", "pharmaconer__clinical__1"):
+        shutil.copy(ROOT / "book" / "records" / "cpu" / f"{run}.json", records / f"{run}.json")
+    target = tmp_path / "results.ipynb"
+    execute(ROOT / "notebooks" / "results.ipynb", target,
+            {"records_dir": str(records), "profile": "cpu512", "book_dir": str(ROOT / "book"),
+             "benchmarks_dir": str(ROOT / "benchmarks" / "results"),
+             "compare_tiers": {"cpu": str(ROOT / "book" / "records" / "cpu")}}, ROOT / "notebooks")
+    shown = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
+                      for cell in nbformat.read(target, as_version=4).cells for output in cell.get("outputs", []))
+    assert "2 of 75 runs are done" in shown and "no configurations with runs in common yet" in shown
+
+
 @pytest.mark.slow
 def test_quick_book_end_to_end_elsewhere(tmp_path: Path) -> None:
     """The main job at quick scale, written under --out: every chapter, run and page, then a resume
