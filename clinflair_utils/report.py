@@ -138,7 +138,7 @@ def scale_text(sources: Sources) -> str:
     if not table.empty:
         text += (" In micro F1, `clinical` − `referrals` (Holm's correction over these "
                  f"{int((table['seeds'] > 1).sum())}): " + "; ".join(
-                     f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.seed_count(row['seeds'])}, "
+                     f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.counted(row['seeds'], 'seed')}, "
                      f"{row['verdict']})" for (_, d), row in table.iterrows()) + ".")
     return text
 
@@ -444,7 +444,7 @@ def trainers_block(sources: Sources) -> str:
         machine = results.machine_name(measured)
         epochs = ", ".join(map(str, sorted({m["epochs"] for m in measured["measurements"]})))
         note = (f"`{path.name}`: {measured['dataset']}, {measured['train']['tokens']:,} training tokens, "
-                f"on {machine}, {epochs} epoch(s) per run.")
+                f"on {machine}, {epochs} epoch{'s' if epochs != '1' else ''} per run.")
         quick = measured.get("quick_chars_on_paragraphs")
         if quick:
             note += f" A quick-profile `chars` run on the paragraph corpus took {quick['wall_seconds'] / 60:.1f} minutes."
@@ -570,7 +570,7 @@ def crf_block(sources: Sources) -> str:
             f"{quick['corpus']} ({quick['train_sentences']:,} training lines of {quick['mean_length']:.0f} tokens on "
             f"average, at most {quick['max_length']}; {quick['test_sentences']:,} test lines), start to end: "
             f"{quick['wall_seconds'] / 60:.1f} minutes. `chars` embeddings, the tensor trainer, "
-            f"{measured['settings']['max_epochs']} epoch(s) per run, on {results.machine_name(measured)}"
+            f"{results.counted(measured['settings']['max_epochs'], 'epoch')} per run, on {results.machine_name(measured)}"
             + (f", {measured['conditions']}" if measured.get("conditions") else "")
             + "; from `benchmarks/results/crf_cpu.json`.\n")
 

@@ -66,7 +66,8 @@ def provenance(records: pd.DataFrame, records_dir: Path | str) -> str:
         return ""
     other = with_models[~with_models["model_keys"].map(lambda keys: set(keys) <= known)]
     if other.empty:
-        return (f"All {len(with_models)} runs with language models used the models whose training the "
+        every = "The run" if len(with_models) == 1 else f"All {len(with_models)} runs"
+        return (f"{every} with language models used the models whose training the "
                 "pre-training chapter shows.")
     return (f"**{len(other)} of {len(with_models)} runs with language models used other models than "
             "the pre-training chapter shows** (an earlier build of it, trained on other corpora, whose "
@@ -227,7 +228,7 @@ def answer(records: pd.DataFrame, candidate: str = "clinical", baselines: tuple[
             parts.append(f"vs `{baseline}` {scores.loc[dataset, baseline]:.2f}: {row['difference']:+.2f}{detail} "
                          f"→ **{row['verdict']}**")
         seeds = int(family.xs(dataset, level="dataset")["seeds"].max())
-        lines.append(f"- **{dataset}** (`{candidate}` {scores.loc[dataset, candidate]:.2f}, {seed_count(seeds)}): "
+        lines.append(f"- **{dataset}** (`{candidate}` {scores.loc[dataset, candidate]:.2f}, {counted(seeds, 'seed')}): "
                      + "; ".join(parts))
     return "\n".join(lines)
 
@@ -377,9 +378,9 @@ def grid_progress(records: pd.DataFrame, profile: dict) -> str:
     return f"**The `{profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** ({per_seed})."
 
 
-def seed_count(seeds: float) -> str:
-    """"1 seed", "3 seeds"."""
-    return f"{int(seeds)} seed{'s' if int(seeds) != 1 else ''}"
+def counted(number: float, noun: str) -> str:
+    """"1 seed", "3 seeds": ``number`` of ``noun`` (a regular plural)."""
+    return f"{int(number)} {noun}{'s' if int(number) != 1 else ''}"
 
 
 def interval_note(records: pd.DataFrame) -> str:
@@ -416,7 +417,7 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
     else:
         general = pre["general"]
         items.append(f"**Model size.** These language models have {general['nlayers']} layer of "
-                     f"{general['hidden_size']} units, trained here for {general['max_epochs']} epoch(s) from "
+                     f"{general['hidden_size']} units, trained here for {counted(general['max_epochs'], 'epoch')} from "
                      f"scratch{bpc}; the paper fine-tuned flair's large Spanish Wikipedia models for over a week. A "
                      "small model captures less of a domain, and its vectors give the tagger less to use.")
         items.append("**The general baseline is not Wikipedia-scale.** *general* is trained on general "
@@ -449,7 +450,7 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
                          "tagger is under-trained.")
     seeds = sorted(records["seed"].unique()) if len(records) else profile["ner"]["seeds"]
     items.append(f"**Seeds.** The paper reports one run per configuration (seed 123); here every configuration "
-                 f"has {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), and a verdict counts only differences "
+                 f"has {counted(len(seeds), 'seed')} ({', '.join(map(str, seeds))}), and a verdict counts only differences "
                  "larger than their spread whose paired test survives Holm's correction for the comparisons "
                  "made together.")
     return "\n".join(f"- {item}" for item in items)
@@ -711,13 +712,13 @@ def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -
     ours = {
         "general language models": (", ".join(pre["base_models"].values()) if pre.get("base_models") else
                                     f"trained here from scratch on general Spanish text, {general['nlayers']} layer, "
-                                    f"hidden {general['hidden_size']}, {general['max_epochs']} epochs"),
+                                    f"hidden {general['hidden_size']}, {counted(general['max_epochs'], 'epoch')}"),
         "clinical training text": ((f"{clinical['train_characters']:,} characters of clinical text"
                                     + (f" ({', '.join(clinical_sources)}; decontaminated by document)"
                                        if clinical_sources else ""))
                                    if clinical else "–"),
         "clinical fine-tuning": (f"sequence {pre['finetune']['sequence_length']}, batch {pre['finetune']['mini_batch_size']}, "
-                                 f"learning rate {pre['finetune']['learning_rate']}, {pre['finetune']['max_epochs']} epochs"
+                                 f"learning rate {pre['finetune']['learning_rate']}, {counted(pre['finetune']['max_epochs'], 'epoch')}"
                                  + (f"; {clinical['seconds'] / 60:.0f} minutes on {records['device'].iloc[0] if len(records) else 'this machine'}"
                                     if clinical.get("seconds") else "")),
         "NER tagger": f"BiLSTM-CRF, {ner['rnn_layers']} layer, hidden {ner['hidden_size']}",
@@ -751,7 +752,7 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
     for name, lm in lm_records(records_dir).items():
         if lm.get("seconds") is not None:
             rows.append({"stage": f"language model {name}",
-                         "what": f"{lm['config']['max_epochs']} epochs, {lm['updates']:,} updates, "
+                         "what": f"{counted(lm['config']['max_epochs'], 'epoch')}, {lm['updates']:,} updates, "
                                  f"{lm['train_characters']:,} training characters",
                          "minutes": lm["seconds"] / 60})
     records = load_records(records_dir)

@@ -193,7 +193,7 @@ def test_provenance_tells_runs_made_with_other_language_models(tmp_path: Path) -
     _run_record(tmp_path / "a__clinical__1.json", "clinical", ["f" * 20, "b" * 20])
     _run_record(tmp_path / "a__chars__1.json", "chars", [])
     records = results.load_records(tmp_path)
-    assert results.provenance(records, tmp_path).startswith("All 1 runs with language models used the models")
+    assert results.provenance(records, tmp_path).startswith("The run with language models used the models")
     _run_record(tmp_path / "a__clinical__2.json", "clinical", ["0" * 20, "b" * 20])  # an earlier forward model
     note = results.provenance(results.load_records(tmp_path), tmp_path)
     assert note.startswith("**1 of 2 runs with language models used other models")
@@ -402,3 +402,8 @@ def test_the_record_index_has_a_row_per_committed_record_with_its_scores_in_poin
     assert row["micro F1"].item() == round(100 * record.micro_f1, 1)
     assert row["minutes"].item() == round(record.run_seconds / 60, 1)
     assert list(table["dataset"]) == sorted(table["dataset"])
+
+
+def test_counts_are_written_in_the_singular_for_one() -> None:
+    assert results.counted(1, "epoch") == "1 epoch" and results.counted(3.0, "seed") == "3 seeds"
+    assert results.counted(0, "run") == "0 runs"
