@@ -280,7 +280,15 @@ def performance_block(sources: Sources) -> str:
                      _minutes(runs["run_seconds"].sum())))
         cache = runs["cache_seconds"].dropna()
         if len(cache):
-            rows.append(("of which computing language-model vectors into the cache", _minutes(cache.sum())))
+            # a configuration's vectors are computed by its first run; if that run was resumed in a
+            # later session, the session that computed them is in no record
+            cached = runs[runs["cache_seconds"].notna()].groupby(["dataset", "embeddings"])
+            uncounted = sum(1 for _, group in cached if not group["cache_misses"].any()
+                            and (group["resumed_after_epoch"].fillna(0) > 0).any())
+            note = "" if not uncounted else (
+                f" (not counted: the vectors of {uncounted} configuration{'s' if uncounted != 1 else ''}, "
+                "computed in the earlier session of a resumed run)")
+            rows.append((f"of which computing language-model vectors into the cache{note}", _minutes(cache.sum())))
     fractions = [records.RunRecord.load(path) for path in records.fraction_record_files(sources.records_dir)]
     if fractions:
         fraction_seconds = sum(run.run_seconds for run in fractions)

@@ -32,7 +32,7 @@ def dataset_name(dataset: str) -> str:
 
 COLUMNS = ["dataset", "embeddings", "seed", "profile", "micro_f1", "macro_f1", "train_sentences", "train_tokens",
            "epochs_run", "trainer", "wall_seconds", "training_seconds", "expected_seconds", "resumed_after_epoch",
-           "run_seconds", "run_seconds_estimated", "cache_seconds", "optimizer", "device", "gpu", "per_type", "record",
+           "run_seconds", "run_seconds_estimated", "cache_seconds", "cache_misses", "optimizer", "device", "gpu", "per_type", "record",
            "model_keys"]
 
 
@@ -46,6 +46,7 @@ def _record_row(path: Path) -> dict:
         "training_seconds": record.training_seconds, "expected_seconds": record.expected_seconds,
         "resumed_after_epoch": record.resumed_after_epoch, "run_seconds": record.run_seconds,
         "run_seconds_estimated": record.run_seconds_estimated, "cache_seconds": (record.embedding_cache or {}).get("seconds"),
+        "cache_misses": (record.embedding_cache or {}).get("misses"),
         "optimizer": record.settings.optimizer, "device": record.device, "gpu": record.gpu,
         "per_type": record.per_type, "record": str(path), "model_keys": record.model_keys,
     }

@@ -96,6 +96,22 @@ def test_a_resumed_runs_time_counts_every_session_that_ran_it(book_copy: Path) -
     assert ("1 resumed from a checkpoint that did not time the epochs before the resume, counted at the rate of those "
             "after; runs that shared the cores with another took longer) | 12 min |") in readme
 
+    # vectors: every run read them from the cache; nubes x clinical's were computed by seed 1, in the
+    # session before its resume, which no record timed: the row says so
+    for record_path in sorted(records_dir.glob("*.json")):
+        run = RunRecord.load(record_path)
+        computed = record_path.name in ("nubes__general__1.json", "cwlc__clinical__1.json", "cwlc__general__1.json")
+        cache = {"hits": 0 if computed else 2, "misses": 2 if computed else 0, "files": [], "seconds": 6.0}
+        replace(run, embedding_cache=cache).save(record_path)
+    report.write_documents(book_copy)
+    readme = (book_copy / "README.md").read_text()
+    assert ("| of which computing language-model vectors into the cache (not counted: the vectors of 1 configuration, "
+            "computed in the earlier session of a resumed run) | 1 min |") in readme
+    replace(RunRecord.load(path), resumed_after_epoch=0, training_seconds_before_resume=0.0).save(path)
+    report.write_documents(book_copy)
+    assert "| of which computing language-model vectors into the cache | 1 min |" in \
+        (book_copy / "README.md").read_text()
+
 
 def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
     (book_copy / "book" / "intro.md").write_text("<!-- clinflair:nonsense -->\n<!-- /clinflair:nonsense -->\n")
