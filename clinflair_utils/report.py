@@ -157,6 +157,10 @@ def results_block(sources: Sources) -> str:
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
         parts.append(floor)
+    if compared := sources.profile.get("results", {}).get("compare_with", ()):
+        tiers = {sources.profile["name"]: sources.records,
+                 **{name: Sources(sources.root, name).records for name in compared}}
+        parts.append(results.tier_gain_text(results.tier_comparison(tiers), list(tiers)))
     scale = scale_text(sources)
     if scale:
         parts.append(scale)

@@ -379,9 +379,9 @@ def grid_progress(records: pd.DataFrame, profile: dict) -> str:
     return f"**The `{profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** ({per_seed})."
 
 
-def counted(number: float, noun: str) -> str:
-    """"1 seed", "3 seeds": ``number`` of ``noun`` (a regular plural)."""
-    return f"{int(number)} {noun}{'s' if int(number) != 1 else ''}"
+def counted(number: float, noun: str, plural: str | None = None) -> str:
+    """"1 seed", "3 seeds": ``number`` of ``noun`` (``plural``: where it is not ``noun`` + s)."""
+    return f"{int(number)} {noun if int(number) == 1 else plural or noun + 's'}"
 
 
 def interval_note(records: pd.DataFrame) -> str:
@@ -507,6 +507,41 @@ def tier_comparison(tiers: dict[str, pd.DataFrame], candidate: str = "clinical",
     joined = joined.sort_index(level=["baseline", "dataset", "tier"],
                                key=lambda level: level.map(order[level.name]) if level.name in order else level)
     return joined[["difference", "ci_low", "ci_high", "seeds", "p_holm", "verdict"]]
+
+
+def tier_gain_text(comparison: pd.DataFrame, tiers: list[str], candidate: str = "clinical") -> str:
+    """Whether ``candidate``'s gain over each baseline grows with the base model, from
+    :func:`tier_comparison` of ``tiers`` (the first set against the others): the mean difference
+    over the corpora every tier ran with two seeds or more, and on how many the first tier's is
+    larger."""
+    if len(tiers) < 2:
+        return ""
+    first, others = tiers[0], tiers[1:]
+    clauses, corpora = [], set()
+    baselines = dict.fromkeys(comparison.index.get_level_values("baseline")) if len(comparison) else {}
+    for baseline in baselines:
+        table = comparison.xs(baseline, level="baseline")
+        differences = table["difference"].unstack("tier").reindex(columns=tiers)
+        seeds = table["seeds"].unstack("tier").reindex(columns=tiers)
+        both = differences[(seeds > 1).all(axis=1)]
+        if both.empty:
+            continue
+        corpora.add(len(both))
+        means = " and ".join(f"{both[tier].mean():+.1f} points in `{tier}`" for tier in tiers)
+        larger = "; ".join(f"larger in `{first}` than in `{other}` on {int((both[first] > both[other]).sum())} "
+                           f"of {len(both)}" for other in others)
+        clauses.append((f"`{candidate}` − `{baseline}` averages {means}", larger, len(both)))
+    if not clauses:
+        return (f"No corpus has runs of two seeds or more in `{first}` and in "
+                f"{', '.join(f'`{other}`' for other in others)} yet: the gains cannot be set side by side.")
+    if len(corpora) == 1:  # the same corpora for every baseline: said once
+        head = f"Over the {counted(corpora.pop(), 'corpus', 'corpora')} with two seeds or more in every tier, "
+        body = "; ".join(f"{text} ({larger})" for text, larger, _ in clauses)
+    else:
+        head = "Over the corpora with two seeds or more in every tier, "
+        body = "; ".join(f"{text} ({larger}; {counted(n, 'corpus', 'corpora')})" for text, larger, n in clauses)
+    return ("Does the clinical gain grow with the base model? " + head + body + ". These compare means of "
+            "differences and test nothing across tiers; each tier's verdicts are Holm-corrected within the tier.")
 
 
 def tier_language_models(tiers: dict[str, Path | str]) -> pd.DataFrame:

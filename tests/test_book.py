@@ -179,6 +179,7 @@ def test_the_results_chapter_executes_on_a_grid_in_progress(tmp_path: Path) -> N
     shown = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
                       for cell in nbformat.read(target, as_version=4).cells for output in cell.get("outputs", []))
     assert "2 of 75 runs are done" in shown and "no configurations with runs in common yet" in shown
+    assert "the gains cannot be set side by side" in shown
 
 
 @pytest.mark.slow

@@ -407,3 +407,21 @@ def test_the_record_index_has_a_row_per_committed_record_with_its_scores_in_poin
 def test_counts_are_written_in_the_singular_for_one() -> None:
     assert results.counted(1, "epoch") == "1 epoch" and results.counted(3.0, "seed") == "3 seeds"
     assert results.counted(0, "run") == "0 runs"
+
+
+def test_the_gain_across_tiers_is_the_mean_over_corpora_both_ran_with_seeds_to_spare() -> None:
+    larger = frame({("a", "clinical"): [0.70, 0.71, 0.72], ("a", "general"): [0.60, 0.61, 0.62],
+                    ("b", "clinical"): [0.50, 0.50, 0.50], ("b", "general"): [0.49, 0.50, 0.51],
+                    ("c", "clinical"): [0.90], ("c", "general"): [0.10]})  # one seed: left out
+    smaller = frame({("a", "clinical"): [0.60, 0.61, 0.62], ("a", "general"): [0.54, 0.55, 0.56],
+                     ("b", "clinical"): [0.52, 0.52, 0.52], ("b", "general"): [0.49, 0.50, 0.51],
+                     ("c", "clinical"): [0.5, 0.5], ("c", "general"): [0.5, 0.5]})
+    tiers = {"big": larger, "small": smaller}
+    text = results.tier_gain_text(results.tier_comparison(tiers, baselines=("general",)), list(tiers))
+    # a: +10 in big, +6 in small; b: 0 and +2: means +5.0 and +4.0, larger in big on a only
+    assert ("Over the 2 corpora with two seeds or more in every tier, `clinical` − `general` averages "
+            "+5.0 points in `big` and +4.0 points in `small` (larger in `big` than in `small` on 1 of 2).") in text
+    first_seeds = {"big": larger[larger["seed"] == 1], "small": smaller}
+    assert results.tier_gain_text(results.tier_comparison(first_seeds, baselines=("general",)),
+                                  list(first_seeds)).startswith("No corpus has runs of two seeds or more")
+    assert results.tier_gain_text(results.tier_comparison({"big": larger}), ["big"]) == ""
