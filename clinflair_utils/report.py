@@ -157,16 +157,24 @@ def results_block(sources: Sources) -> str:
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
         parts.append(floor)
-    if compared := sources.profile.get("results", {}).get("compare_with", ()):
-        tiers = {sources.profile["name"]: sources.records,
-                 **{name: Sources(sources.root, name).records for name in compared}}
-        parts.append(results.tier_gain_text(results.tier_comparison(tiers), list(tiers)))
+    if gain := tier_gain(sources):
+        parts.append(gain)
     scale = scale_text(sources)
     if scale:
         parts.append(scale)
     if published := published_text(sources):
         parts.append(published)
     return "\n\n".join(parts) + "\n"
+
+
+def tier_gain(sources: Sources) -> str:
+    """:func:`results.tier_gain_text` of the profile against the tiers it names
+    (``results.compare_with``); empty for a profile that names none."""
+    compared = sources.profile.get("results", {}).get("compare_with", ())
+    if not compared:
+        return ""
+    tiers = {sources.profile["name"]: sources.records, **{name: Sources(sources.root, name).records for name in compared}}
+    return results.tier_gain_text(results.tier_comparison(tiers), list(tiers))
 
 
 def published_text(sources: Sources) -> str:
@@ -195,8 +203,9 @@ def verdict_block(sources: Sources) -> str:
     if sources.records.empty:
         return progress + "\n"
     note = results.family_note(results.comparisons(sources.records), intervals=False)
+    gain = tier_gain(sources)
     return (progress + " " + results.verdict_text(results.verdicts(sources.records)) + (" " + note if note else "")
-            + " The Results chapter has the tables.\n")
+            + (" " + gain if gain else "") + " The Results chapter has the tables.\n")
 
 
 def _minutes(seconds: float) -> str:

@@ -217,3 +217,11 @@ def test_a_tier_with_aims_says_which_its_best_configurations_reach(tmp_path: Pat
     assert text.endswith("The tier's aims for its best configuration (mean F1): CANTEMIST 75: missed; "
                          "CT-EBM-SP 65: missed; NUBes 85: missed; PharmaCoNER 75: met.")
 
+
+
+def test_a_tier_that_names_another_says_in_the_readme_and_the_introduction_how_its_gain_compares() -> None:
+    tiered = report.Sources(ROOT, "cpu512")  # results.compare_with: [cpu]
+    gain = report.tier_gain(tiered)
+    assert "`cpu512`" in gain and "`cpu`" in gain
+    assert gain in report.verdict_block(tiered) and gain in report.results_block(tiered)
+    assert report.tier_gain(report.Sources(ROOT, "cpu")) == ""  # names no other tier
