@@ -366,7 +366,8 @@ class BookPlan:
             if fraction < 1 and estimate.source == "runs":  # full runs' time: the fraction's share of it
                 estimate.seconds *= tokens / size(dataset, 1.0)[0]
             total += estimate.seconds
-            source = {"runs": "the mean of such runs made", "curves": "the learning curves' rates",
+            source = {"runs": "the mean of such runs made", "kind": "the rate of runs made of its kind",
+                      "curves": "the learning curves' rates",
                       "benchmarks": "the benchmarks' rates"}[estimate.source]
             sources[source] = sources.get(source, 0) + 1
         runs = [f"{len(todo)} NER runs"] if todo else []

@@ -876,7 +876,7 @@ class Estimate:
 
     seconds: float | None
     basis: str
-    source: str = ""  # what it rests on, in a word (expected_run_time: runs, curves or benchmarks)
+    source: str = ""  # what it rests on, in a word (expected_run_time: runs, kind, curves or benchmarks)
 
     def __str__(self) -> str:
         if self.seconds is None:
@@ -964,6 +964,23 @@ class RunTimeEstimator:
             return Estimate(float(same["run_seconds"].mean()),
                             f"the mean of {len(same)} such runs in {self.records_dir}, on {self.kind}", "runs")
         rates = _curve_rates(self.curves, embeddings, self.device)
+        with_lm = embeddings != "chars"
+        kind = self.runs[(self.runs["embeddings"] != "chars") == with_lm]
+        if len(kind) and (not with_lm or not corpus_characters or (rates and rates.characters_per_second)):
+            # this book's runs with (or without) language models on other datasets: their whole-run
+            # seconds per training token and epoch (reading cached vectors, evaluation, every session);
+            # vectors computed are left out of that rate and added at the curves' rate where needed
+            computed = kind["cache_seconds"].where(kind["cache_misses"].fillna(0) > 0, 0).fillna(0)
+            rate = (kind["train_tokens"] * kind["epochs_run"]).sum() / (kind["run_seconds"] - computed).sum()
+            seconds = train_tokens * max_epochs / rate
+            basis = (f"{max_epochs} epochs of {train_tokens:,} tokens at {rate:,.0f} tokens/s, the whole-run rate "
+                     f"of {counted(len(kind), 'run')} {'with' if with_lm else 'without'} language models in "
+                     f"{self.records_dir} on {self.kind}")
+            if with_lm and corpus_characters:
+                seconds += corpus_characters / rates.characters_per_second
+                basis += (f", after the vectors of {corpus_characters:,} characters at "
+                          f"{rates.characters_per_second:,.0f} characters/s, as the learning curves measured")
+            return Estimate(seconds, basis, "kind")
         if rates is not None and (embeddings == "chars" or rates.characters_per_second):
             seconds = train_tokens * max_epochs / rates.tokens_per_second
             basis = f"{max_epochs} epochs of {train_tokens:,} tokens at {rates.tokens_per_second:,.0f} tokens/s"
@@ -989,9 +1006,10 @@ def expected_run_time(dataset: str, embeddings: str, train_tokens: int, corpus_c
                       device: str, records_dir: Path | str, benchmarks_dir: Path | str) -> Estimate:
     """How long one NER run will take: the mean wall time of the same dataset and embeddings among
     the records in ``records_dir`` on the same kind of device; else ``max_epochs`` over
-    ``train_tokens``, after embedding ``corpus_characters`` once unless ``chars``, at the rates the
+    ``train_tokens`` at the whole-run rate of the book's runs of its kind (with or without language
+    models), after embedding ``corpus_characters`` once unless ``chars``; else at the rates the
     book's learning curves measured (:func:`curve_rates`), or else the paper-cost benchmark's.
-    The estimate's ``source`` says which: ``runs``, ``curves`` or ``benchmarks``."""
+    The estimate's ``source`` says which: ``runs``, ``kind``, ``curves`` or ``benchmarks``."""
     return RunTimeEstimator(device, records_dir, benchmarks_dir).expected(
         dataset, embeddings, train_tokens, corpus_characters, max_epochs)
 

@@ -228,6 +228,36 @@ def test_expected_run_time_of_a_tier_without_runs_comes_from_its_learning_curves
     assert "learning curves" not in str(gpu) and "paper_cost" in str(gpu) and gpu.source == "benchmarks"
 
 
+def test_expected_run_time_of_a_dataset_not_run_yet_comes_from_the_runs_of_its_kind(tmp_path: Path) -> None:
+    from clinflair_utils.records import CurveRecord
+
+    def run(dataset: str, embeddings: str, tokens: int, seconds: float, cache: dict | None) -> None:
+        RunRecord(dataset=dataset, embeddings=embeddings, seed=1, profile="x", hyperparameters={"optimizer": "adam"},
+                  train_sentences=10, train_sentences_available=10, test_sentences=5, epochs_run=4,
+                  embedding_storage_mode="cpu", versions={}, device="cpu", wall_seconds=seconds,
+                  training_seconds=seconds - 5, micro_f1=0.5, macro_f1=0.4, micro_precision=0.5, micro_recall=0.5,
+                  per_type={}, train_tokens=tokens, embedding_cache=cache).save(
+            tmp_path / f"{run_name(dataset, embeddings, 1)}.json")
+
+    # with language models: 8,000 token-epochs in 80 s of run once the 20 s of computing vectors are
+    # left out, and 4,000 in 40 s (vectors read from the cache): 100 tokens/s
+    run("a", "general", 2_000, 100.0, {"hits": 0, "misses": 2, "files": [], "seconds": 20.0})
+    run("a", "clinical", 1_000, 40.0, {"hits": 2, "misses": 0, "files": [], "seconds": 0.5})
+    run("a", "chars", 1_000, 10.0, None)  # without: 400 tokens/s
+    CurveRecord("a", "general", 1, {}, 30, [1, 2], [1.0, 0.5], [0.1, 0.2], 100.0, [1000.0, 1000.0], 10,
+                20_000, {"hits": 0, "misses": 2, "seconds": 10.0}, "cpu").save(tmp_path / "curves" / "general.json")
+    benchmarks = ROOT / "benchmarks" / "results"
+    control = results.expected_run_time("b", "control", 3_000, 50_000, 5, "cpu", tmp_path, benchmarks)
+    # 15,000 token-epochs at 100 tokens/s, then 50,000 characters at the curve's 2,000 characters/s
+    assert control.seconds == pytest.approx(150 + 25) and control.source == "kind"
+    assert "2 runs with language models" in str(control)
+    read = results.expected_run_time("b", "control", 3_000, 0, 5, "cpu", tmp_path, benchmarks)  # vectors cached
+    assert read.seconds == pytest.approx(150)
+    chars = results.expected_run_time("b", "chars", 3_000, 50_000, 5, "cpu", tmp_path, benchmarks)
+    assert chars.seconds == pytest.approx(15_000 / 400) and "1 run without language models" in str(chars)
+    assert results.expected_run_time("a", "chars", 3_000, 0, 5, "cpu", tmp_path, benchmarks).source == "runs"
+
+
 def test_expected_run_time_from_the_books_runs_else_the_measured_rates(tmp_path: Path) -> None:
     records_dir, benchmarks = ROOT / "book" / "records" / "cpu", ROOT / "benchmarks" / "results"
     runs = [RunRecord.load(path) for path in sorted(records_dir.glob(f"{run_name('nubes', 'clinical', 1)[:-1]}*.json"))]
