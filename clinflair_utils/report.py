@@ -299,7 +299,7 @@ def performance_block(sources: Sources) -> str:
             uncounted = sum(1 for _, group in cached if not group["cache_misses"].any()
                             and (group["resumed_after_epoch"].fillna(0) > 0).any())
             note = "" if not uncounted else (
-                f" (not counted: the vectors of {uncounted} configuration{'s' if uncounted != 1 else ''}, "
+                f" (not counted: the vectors of {results.counted(uncounted, 'configuration')}, "
                 "computed in the earlier session of a resumed run)")
             rows.append((f"of which computing language-model vectors into the cache{note}", _minutes(cache.sum())))
     fractions = [records.RunRecord.load(path) for path in records.fraction_record_files(sources.records_dir)]

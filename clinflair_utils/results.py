@@ -965,7 +965,7 @@ class RunTimeEstimator:
                             f"the mean of {len(same)} such runs in {self.records_dir}, on {self.kind}", "runs")
         rates = _curve_rates(self.curves, embeddings, self.device)
         with_lm = embeddings != "chars"
-        kind = self.runs[(self.runs["embeddings"] != "chars") == with_lm]
+        kind = self.runs[((self.runs["embeddings"] != "chars") == with_lm) & self.runs["train_tokens"].notna()]
         if len(kind) and (not with_lm or not corpus_characters or (rates and rates.characters_per_second)):
             # this book's runs with (or without) language models on other datasets: their whole-run
             # seconds per training token and epoch (reading cached vectors, evaluation, every session);
