@@ -156,7 +156,9 @@ def results_block(sources: Sources) -> str:
                   "verdict counts the difference. " + results.family_note(family), differences]
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
-        parts.append(floor)
+        below = results.floor(sources.records)
+        why = results.floor_reason(below[~below["clears"]].index, results.language_models(sources.records_dir))
+        parts.append(floor + (" " + why if why and not below["clears"].all() else ""))
     if gain := tier_gain(sources):
         parts.append(gain)
     scale = scale_text(sources)

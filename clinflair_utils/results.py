@@ -394,6 +394,28 @@ def interval_note(records: pd.DataFrame) -> str:
             f"on {n - 1} degrees of freedom" + (": a conservative reading." if n < 6 else "."))
 
 
+# corpora whose entities are told largely by their word form (suffixes, stems), for reasons()
+WORD_FORM_ENTITIES = {"cantemist": "tumour morphology in CANTEMIST",
+                      "pharmaconer": "chemical and drug names in PharmaCoNER"}
+
+
+def floor_reason(datasets, models: pd.DataFrame) -> str:
+    """Why ``general`` falls short of the floor on ``datasets``: how it scores on clinical text
+    (``models``: :func:`language_models`), and what we believe sets those corpora apart."""
+    text = []
+    if {"general", "clinical"} <= set(models.index) and "bpc clinical" in models.columns:
+        text.append(f"On held-out clinical text `general` scores {models.loc['general', 'bpc clinical']:.2f} "
+                    f"bits per character (on general text {models.loc['general', 'bpc general']:.2f}; "
+                    f"`clinical` on clinical text {models.loc['clinical', 'bpc clinical']:.2f}): it has seen "
+                    "little of such text.")
+    forms = [WORD_FORM_ENTITIES[d] for d in datasets if d in WORD_FORM_ENTITIES]
+    if forms:  # a belief, stated as such
+        text.append(f"We believe the corpora where it falls short are those whose entities are told largely "
+                    f"by their word form ({', '.join(forms)}), which a `chars` tagger learns from the task's "
+                    "own words.")
+    return " ".join(text)
+
+
 def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None = None) -> str:
     """Why the answer here can differ from the paper's, for this profile's setting and from what its
     records measured (``records_dir``: the language models' bits per character) (Markdown)."""
@@ -405,12 +427,13 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
     below = floor(records)
     below = below[~below["clears"]] if len(below) else below
     if len(below):
+        why = floor_reason(below.index, models)
         items.append(f"**The general models barely help the tagger.** `general` does not clear the "
                      f"no-language-model floor (`chars`) beyond the seed spread on "
                      f"{', '.join(dataset_name(d) for d in below.index)}: its vectors add little to what "
-                     "the tagger learns from the words themselves. There a gain of `clinical` over `general` "
-                     "measures in part the repair of a weak base model, not the domain; `control` (as many "
-                     "further updates on general text) is the fairer baseline.")
+                     f"the tagger learns from the words themselves.{' ' + why if why else ''} There a gain of `clinical` over "
+                     "`general` measures in part the repair of a weak base model, not the domain; `control` (as "
+                     "many further updates on general text) is the fairer baseline.")
     if pre.get("base_models"):
         items.append("**Clinical text.** The general models are flair's published ones, as in the paper, but "
                      "the paper's 50 million words of referrals are not public: they are fine-tuned on the open "

@@ -393,6 +393,12 @@ def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_th
     assert "not on CANTEMIST (-1.0" in text and "CWLC (+1.0" in text
     reasons = results.reasons(load_profile("cpu512"), records)
     assert "does not clear the no-language-model floor (`chars`) beyond the seed spread on CANTEMIST, CWLC" in reasons
+    assert "word form (tumour morphology in CANTEMIST)" in reasons and "bits per character" not in reasons
+    # with the language models' records: how the general models score on clinical text, as measured
+    measured = results.reasons(load_profile("cpu"), records, ROOT / "book" / "records" / "cpu")
+    bpc = results.language_models(ROOT / "book" / "records" / "cpu")
+    assert (f"On held-out clinical text `general` scores {bpc.loc['general', 'bpc clinical']:.2f} bits per "
+            f"character (on general text {bpc.loc['general', 'bpc general']:.2f}") in measured
     cleared = frame({("nubes", "general"): [0.80, 0.81], ("nubes", "chars"): [0.70, 0.71]})
     assert "floor" not in results.reasons(load_profile("cpu512"), cleared)
 
