@@ -482,8 +482,7 @@ def keep_models(paths: BookPaths) -> None:
         for done in sorted(source_dir.glob(f"*/{LM_DONE_FILE}")):
             target = target_dir / done.parent.name
             # the kept record names its files as a clone lays them out, not as this machine did
-            record = json.loads(done.read_text()) if only_missing else relative_to_root(
-                json.loads(done.read_text()), paths.root)
+            record = relative_to_root(json.loads(done.read_text()), paths.root)
             if (target / LM_DONE_FILE).is_file() and (
                     only_missing or json.loads((target / LM_DONE_FILE).read_text()) == record):
                 continue

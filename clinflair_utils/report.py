@@ -157,8 +157,8 @@ def results_block(sources: Sources) -> str:
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
         below = results.floor(sources.records)
-        why = results.floor_reason(below[~below["clears"]].index, results.language_models(sources.records_dir))
-        parts.append(floor + (" " + why if why and not below["clears"].all() else ""))
+        why = results.floor_reason(below.index[~below["clears"]], results.language_models(sources.records_dir))
+        parts.append(floor + (" " + why if why else ""))
     if gain := tier_gain(sources):
         parts.append(gain)
     scale = scale_text(sources)

@@ -401,7 +401,10 @@ WORD_FORM_ENTITIES = {"cantemist": "tumour morphology in CANTEMIST",
 
 def floor_reason(datasets, models: pd.DataFrame) -> str:
     """Why ``general`` falls short of the floor on ``datasets``: how it scores on clinical text
-    (``models``: :func:`language_models`), and what we believe sets those corpora apart."""
+    (``models``: :func:`language_models`), and what we believe sets those corpora apart; empty
+    where it falls short on none."""
+    if not len(datasets):
+        return ""
     text = []
     if {"general", "clinical"} <= set(models.index) and "bpc clinical" in models.columns:
         text.append(f"On held-out clinical text `general` scores {models.loc['general', 'bpc clinical']:.2f} "

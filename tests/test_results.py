@@ -401,6 +401,7 @@ def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_th
             f"character (on general text {bpc.loc['general', 'bpc general']:.2f}") in measured
     cleared = frame({("nubes", "general"): [0.80, 0.81], ("nubes", "chars"): [0.70, 0.71]})
     assert "floor" not in results.reasons(load_profile("cpu512"), cleared)
+    assert results.floor_reason([], results.language_models(ROOT / "book" / "records" / "cpu")) == ""
 
 
 def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: Path) -> None:
