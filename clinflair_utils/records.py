@@ -49,6 +49,7 @@ CURVES_DIR = "curves"  # a book's learning curves, beside its run records: one J
 FRACTIONS_DIR = "fractions"  # runs on a fraction of the training sentences, beside the grid's records
 RUN_NOTEBOOK_FILE = "run.ipynb"  # the executed NER template of a book's run
 DIRECTIONS = ("forward", "backward")
+WORD_LOOKUP_FILE = "word_lookup.json"  # in benchmarks/results: how far each NER corpus's words alone go
 
 
 def model_dir(models_dir: Path | str, name: str, direction: str) -> Path:

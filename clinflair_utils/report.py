@@ -156,8 +156,8 @@ def results_block(sources: Sources) -> str:
                   "verdict counts the difference. " + results.family_note(family), differences]
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
-        below = results.floor(sources.records)
-        why = results.floor_reason(below.index[~below["clears"]], results.language_models(sources.records_dir))
+        why = results.floor_reason(results.floor(sources.records), results.language_models(sources.records_dir),
+                                   sources.benchmark(records.WORD_LOOKUP_FILE))
         parts.append(floor + (" " + why if why else ""))
     if gain := tier_gain(sources):
         parts.append(gain)

@@ -394,16 +394,13 @@ def interval_note(records: pd.DataFrame) -> str:
             f"on {n - 1} degrees of freedom" + (": a conservative reading." if n < 6 else "."))
 
 
-# corpora whose entities are told largely by their word form (suffixes, stems), for reasons()
-WORD_FORM_ENTITIES = {"cantemist": "tumour morphology in CANTEMIST",
-                      "pharmaconer": "chemical and drug names in PharmaCoNER"}
-
-
-def floor_reason(datasets, models: pd.DataFrame) -> str:
-    """Why ``general`` falls short of the floor on ``datasets``: how it scores on clinical text
-    (``models``: :func:`language_models`), and what we believe sets those corpora apart; empty
-    where it falls short on none."""
-    if not len(datasets):
+def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None = None) -> str:
+    """Why ``general`` falls short of the floor where it does (``table``: :func:`floor`): how it scores
+    on clinical text (``models``: :func:`language_models`), and how far each corpus's words alone go
+    (``lookup``: ``benchmarks/results/word_lookup.json``) against how much it adds over ``chars``;
+    empty where it falls short on none."""
+    below = table[~table["clears"]] if len(table) else table
+    if not len(below):
         return ""
     text = []
     if {"general", "clinical"} <= set(models.index) and "bpc clinical" in models.columns:
@@ -411,26 +408,43 @@ def floor_reason(datasets, models: pd.DataFrame) -> str:
                     f"bits per character (on general text {models.loc['general', 'bpc general']:.2f}; "
                     f"`clinical` on clinical text {models.loc['clinical', 'bpc clinical']:.2f}): it has seen "
                     "little of such text.")
-    forms = [WORD_FORM_ENTITIES[d] for d in datasets if d in WORD_FORM_ENTITIES]
-    if forms:  # a belief, stated as such
-        text.append(f"We believe the corpora where it falls short are those whose entities are told largely "
-                    f"by their word form ({', '.join(forms)}), which a `chars` tagger learns from the task's "
-                    "own words.")
+    scores = pd.Series({d: lookup["corpora"][d]["token_f1"] for d in table.index
+                        if lookup and d in lookup["corpora"]}, dtype=float).sort_values(ascending=False)
+    if len(scores) < 3:  # too few corpora to set side by side
+        return " ".join(text)
+    gain = table.loc[scores.index, "difference"]
+    rho = scores.rank().corr(gain.rank())  # Spearman's: Pearson's of the ranks
+    text.append("Tagging each test word with the type it carried most often in train+dev, with no model "
+                "(`benchmarks/word_lookup.py`), reaches a token F1 of "
+                + ", ".join(f"{value:.1f} on {dataset_name(d)}" for d, value in scores.items())
+                + f"; across these {len(scores)} corpora, Spearman's ρ between that lookup's F1 and `general` − "
+                f"`chars` is {rho:+.2f} (descriptive: {len(scores)} corpora are too few for a test).")
+    text.append("We believe that where the words alone tell the entities, a `chars` tagger learns them "
+                "from the task's own words, and a language model's context adds little beside them.")
+    short = scores[scores.index.isin(below.index)]
+    exceptions = [d for d in scores.index if d not in below.index and scores[d] >= short.min()]
+    if exceptions:
+        text.append("The words are not the whole reason: `general` clears the floor on "
+                    + ", ".join(f"{dataset_name(d)} (lookup {scores[d]:.1f})" for d in exceptions)
+                    + f" though the words go further there than on {dataset_name(short.idxmin())} "
+                    f"({short.min():.1f}), where it does not.")
     return " ".join(text)
 
 
-def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None = None) -> str:
+def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None = None,
+            lookup: dict | None = None) -> str:
     """Why the answer here can differ from the paper's, for this profile's setting and from what its
-    records measured (``records_dir``: the language models' bits per character) (Markdown)."""
+    records measured (``records_dir``: the language models' bits per character; ``lookup``: how far
+    each corpus's words alone go, ``benchmarks/results/word_lookup.json``) (Markdown)."""
     pre, settings = profile["pretraining"], profile["ner"]["settings"]
     items = []
     models = language_models(records_dir) if records_dir is not None else pd.DataFrame()
     bpc = (f" (held-out general text: {models.loc['general', 'bpc general']:.2f} bits per character, "
            "the mean of its two directions)" if "general" in models.index else "")
-    below = floor(records)
-    below = below[~below["clears"]] if len(below) else below
+    table = floor(records)
+    below = table[~table["clears"]] if len(table) else table
     if len(below):
-        why = floor_reason(below.index, models)
+        why = floor_reason(table, models, lookup)
         items.append(f"**The general models barely help the tagger.** `general` does not clear the "
                      f"no-language-model floor (`chars`) beyond the seed spread on "
                      f"{', '.join(dataset_name(d) for d in below.index)}: its vectors add little to what "

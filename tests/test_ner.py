@@ -23,7 +23,7 @@ from seqeval.metrics import f1_score as seqeval_f1
 
 from clinflair_utils import embeddings as emb
 from clinflair_utils import lm, ner, records
-from clinflair_utils.data import load_corpus
+from clinflair_utils.data import NER_DATASETS, load_corpus
 from clinflair_utils.errors import ClinflairError
 
 
@@ -500,3 +500,20 @@ def test_a_run_on_a_fraction_trains_on_a_nested_sample_of_the_full_runs_sentence
     assert records.fraction_run_sentences(15_642, capped, 1 / 16) == 50
     assert records.fraction_run_sentences(15_642, uncapped, 0.25) == 3_910
     assert records.fraction_run_sentences(400, capped, 0.25) == 100
+
+
+def test_word_lookup_tags_each_test_word_with_its_most_frequent_training_type(tmp_path: Path) -> None:
+    # train+dev: "cáncer" is DIS twice and O once; "HTA" is DIS; "mama" is ANAT; "con" is O
+    (tmp_path / "train.conll").write_text("Cáncer B-DIS\nde O\nmama B-ANAT\n\ncon O\ncáncer O\n\nHTA B-DIS\n")
+    (tmp_path / "dev.conll").write_text("cáncer B-DIS\ncon O\n")
+    # test: cáncer (DIS, hit), mama (gold DIS: a wrong type), fiebre (DIS, never seen: a miss), con (O)
+    (tmp_path / "test.conll").write_text("cáncer B-DIS\nde I-DIS\nmama I-DIS\n\nfiebre B-DIS\ncon O\n")
+    scores = ner.word_lookup(tmp_path)
+    # predicted entity tokens: cáncer (DIS), mama (ANAT) = 2; gold: cáncer, de, mama, fiebre = 4; hits: 1
+    assert scores == {"precision": 50.0, "recall": 25.0, "token_f1": 33.3, "test_tokens": 5, "entity_tokens": 4}
+
+
+def test_the_committed_word_lookup_measurement_is_what_the_code_measures_on_the_data() -> None:
+    committed = records.benchmark(Path(__file__).parents[1] / "benchmarks" / "results", records.WORD_LOOKUP_FILE)
+    assert set(committed["corpora"]) == set(NER_DATASETS)
+    assert committed["corpora"]["nubes"] == ner.word_lookup("nubes")
