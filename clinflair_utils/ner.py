@@ -38,8 +38,8 @@ from .errors import ClinflairError
 from .files import atomic_path, training_lock
 from .lm import quiet_flair_console
 from .linear import linear_tagger, tagger_layers
-from .records import (CURVE_VECTORS_FILE, LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE,
-                      TAGGER_LOSS_FILE, TRAINING_LOCK_FILE, CurveRecord, NerSettings, RunRecord,
+from .records import (LEARNING_CURVE_FILE, RUN_RECORD_FILE, TAGGER_BEST_FILE, TAGGER_FILE, TAGGER_LOSS_FILE,
+                      TRAINING_LOCK_FILE, VECTORS_FILE, CurveRecord, NerSettings, RunRecord,
                       fraction_run_sentences)
 from .resume import CheckpointPlugin, EpochCheckpoints, TrainingState, load_trainable_state, restore_loss_log
 
@@ -487,9 +487,11 @@ def run_ner(
     prepared = prepare_run(corpus, embeddings, seed, settings, models_dir, cache_dir)
     training_started = time.time()
     with training_lock(output_dir / TRAINING_LOCK_FILE):
+        keep_vectors_report(prepared, output_dir)
         checkpoints = run_checkpoints(prepared, seed, settings, output_dir)
         tagger = train_tagger(prepared, seed, settings, output_dir, checkpoints=checkpoints)
     training_seconds = time.time() - training_started
+    prepared.cache = vectors_report(prepared, output_dir, resumed=checkpoints.resumed_after > 0)
     with quiet_flair_console(), contextlib.redirect_stderr(io.StringIO()):  # flair's evaluation progress bar
         result = tagger.evaluate(prepared.test, gold_label_type="ner", mini_batch_size=64,
                                  embedding_storage_mode="none", return_loss=False)
@@ -497,6 +499,7 @@ def run_ner(
                         output_dir, time.time() - started, training_seconds, tagger_layers(tagger),
                         expected_seconds, checkpoints.resumed_after, checkpoints.seconds_before_resume)
     record.save(output_dir / RUN_RECORD_FILE)
+    (output_dir / VECTORS_FILE).unlink(missing_ok=True)  # the record holds it now
     return record, tagger, prepared.test
 
 
@@ -582,7 +585,8 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
     prepared = prepare_run(on_dev, embeddings, seed, curve_settings, models_dir, cache_dir)
     output_dir = Path(output_dir)
     with training_lock(output_dir / TRAINING_LOCK_FILE):  # the curve so far is read once the folder is ours
-        cache = _curve_vectors(prepared, output_dir)
+        keep_vectors_report(prepared, output_dir)
+        cache = vectors_report(prepared, output_dir, resumed=True)  # a kept report is of this curve's folder
         curve = _train_curve(prepared, seed, curve_settings, output_dir)
     return CurveRecord(
         dataset=str(dataset), embeddings=embeddings, seed=seed, settings=asdict(settings), curve_epochs=epochs,
@@ -593,14 +597,19 @@ def learning_curve(dataset: str | Path, embeddings: str, seed: int, settings: Ne
         embedding_cache=cache, device=str(flair.device))
 
 
-def _curve_vectors(prepared: PreparedRun, output_dir: Path) -> dict | None:
-    """The cache report of a curve's vectors: this session's, or, where it found them cached, the
-    one of the session of this curve that computed them (what the grid's estimate needs)."""
-    kept = output_dir / CURVE_VECTORS_FILE
+def keep_vectors_report(prepared: PreparedRun, output_dir: Path) -> None:
+    """Keep what computing a run's or curve's vectors took beside its checkpoints: a session that
+    resumes it finds them cached, and its record still says what they cost (:func:`vectors_report`)."""
     if prepared.cache and prepared.cache["misses"]:
-        with atomic_path(kept) as temporary:
+        with atomic_path(output_dir / VECTORS_FILE) as temporary:
             temporary.write_text(json.dumps(prepared.cache))
-    elif prepared.cache and kept.is_file():
+
+
+def vectors_report(prepared: PreparedRun, output_dir: Path, resumed: bool) -> dict | None:
+    """The cache report of a run's vectors: this session's, or, where a resumed run found them
+    cached, the one of its session that computed them (what the record and the grid's estimate need)."""
+    kept = output_dir / VECTORS_FILE
+    if resumed and prepared.cache and not prepared.cache["misses"] and kept.is_file():
         return json.loads(kept.read_text())
     return prepared.cache
 

@@ -63,11 +63,12 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
         trainer: str, embeddings: str, stop: int, pretrained: Path, nubes, tmp_path: Path, capsys) -> None:
     """Killed (a lost Colab runtime) or interrupted (Ctrl-C, which flair's own trainer answers by
     saving its final model as if done) after epoch 1: the rerun goes on at epoch 2 and ends with the
-    same loss log and the same F1 as a run never stopped."""
+    same loss log and the same F1 as a run never stopped. The stopped run computes its vectors (a
+    cache of its own), and the resumed one, which finds them cached, records what they took."""
     settings = ner.NerSettings(**SETTINGS, trainer=trainer)
     models, cache = pretrained / "models", tmp_path / "cache"
     whole, _, _ = ner.run_ner("nubes", embeddings, 5, settings, tmp_path / "whole", models_dir=models,
-                              cache_dir=cache, corpus=nubes)
+                              cache_dir=tmp_path / "whole-cache", corpus=nubes)
     assert whole.trainer == trainer and not (tmp_path / "whole" / records.TAGGER_CHECKPOINT_FILE).exists()
 
     run_dir, paused = tmp_path / "stopped", tmp_path / "paused"
@@ -105,6 +106,12 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
     assert resumed.run_seconds == resumed.wall_seconds + resumed.training_seconds_before_resume
     assert whole.training_seconds_before_resume == 0 and whole.run_seconds == whole.wall_seconds
     assert not list(run_dir.glob(f"*{records.TAGGER_CHECKPOINT_FILE}"))  # finished: checkpoints gone
+    if embeddings != "chars":  # the language models' vectors: computed before the stop, read after it
+        assert resumed.embedding_cache["misses"] == 2 and resumed.embedding_cache["hits"] == 0
+        assert resumed.embedding_cache["seconds"] > 0 and not (run_dir / records.VECTORS_FILE).exists()
+        again, _, _ = ner.run_ner("nubes", embeddings, 5, settings, tmp_path / "again", models_dir=models,
+                                  cache_dir=cache, corpus=nubes)
+        assert again.embedding_cache["hits"] == 2 and again.embedding_cache["misses"] == 0  # not resumed: read
 
 
 def _state(epoch: int) -> TrainingState:
