@@ -607,10 +607,11 @@ def keep_vectors_report(prepared: PreparedRun, output_dir: Path) -> None:
 
 def vectors_report(prepared: PreparedRun, output_dir: Path, resumed: bool) -> dict | None:
     """The cache report of a run's vectors: this session's, or, where a resumed run found them
-    cached, the one of its session that computed them (what the record and the grid's estimate need)."""
+    cached, the one of its session that computed them, marked ``earlier_session`` (what the record's
+    time and the grid's estimate need)."""
     kept = output_dir / VECTORS_FILE
     if resumed and prepared.cache and not prepared.cache["misses"] and kept.is_file():
-        return json.loads(kept.read_text())
+        return {**json.loads(kept.read_text()), "earlier_session": True}
     return prepared.cache
 
 

@@ -277,13 +277,15 @@ class RunRecord:
     def run_seconds(self) -> float:
         """The run's wall time over every session that ran it: a resumed run's epochs before the
         resume as its checkpoint counted them or, where it did not (:attr:`run_seconds_estimated`),
-        at the rate of its epochs after the resume."""
+        at the rate of its epochs after the resume, and the vectors an earlier session computed."""
         before = self.resumed_after_epoch
         if not before or self.epochs_run is None:
             return self.wall_seconds
+        cache = self.embedding_cache or {}
+        vectors = cache.get("seconds", 0.0) if cache.get("earlier_session") else 0.0
         if self.training_seconds_before_resume is not None:
-            return self.wall_seconds + self.training_seconds_before_resume
-        return self.wall_seconds + self.training_seconds * before / max(self.epochs_run - before, 1)
+            return self.wall_seconds + self.training_seconds_before_resume + vectors
+        return self.wall_seconds + self.training_seconds * before / max(self.epochs_run - before, 1) + vectors
 
     @property
     def run_seconds_estimated(self) -> bool:

@@ -103,11 +103,13 @@ def test_a_stopped_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted
     assert resumed.epochs_run == 3 and resumed.resumed_after_epoch == 1 and whole.resumed_after_epoch == 0
     # its time: this session's, and epoch 1's as the stopped run's checkpoint counted it
     assert 0 < resumed.training_seconds_before_resume < child_paused - child_started
-    assert resumed.run_seconds == resumed.wall_seconds + resumed.training_seconds_before_resume
+    vectors_before = resumed.embedding_cache["seconds"] if embeddings != "chars" else 0.0  # computed before the stop
+    assert resumed.run_seconds == resumed.wall_seconds + resumed.training_seconds_before_resume + vectors_before
     assert whole.training_seconds_before_resume == 0 and whole.run_seconds == whole.wall_seconds
     assert not list(run_dir.glob(f"*{records.TAGGER_CHECKPOINT_FILE}"))  # finished: checkpoints gone
     if embeddings != "chars":  # the language models' vectors: computed before the stop, read after it
         assert resumed.embedding_cache["misses"] == 2 and resumed.embedding_cache["hits"] == 0
+        assert resumed.embedding_cache["earlier_session"]
         assert resumed.embedding_cache["seconds"] > 0 and not (run_dir / records.VECTORS_FILE).exists()
         again, _, _ = ner.run_ner("nubes", embeddings, 5, settings, tmp_path / "again", models_dir=models,
                                   cache_dir=cache, corpus=nubes)
@@ -176,3 +178,7 @@ def test_a_checkpoint_carries_the_training_seconds_so_far_and_a_resumed_record_c
     unknown = replace(resumed, training_seconds_before_resume=None)
     assert unknown.run_seconds == 300.0 + 200.0 * 10 / 20 and unknown.run_seconds_estimated
     assert replace(made, training_seconds_before_resume=None).run_seconds == made.wall_seconds
+    # the vectors an earlier session of the run computed count too; this session's are in its wall time
+    earlier = {"hits": 0, "misses": 2, "files": [], "seconds": 40.0, "earlier_session": True}
+    assert replace(resumed, embedding_cache=earlier).run_seconds == 490.0
+    assert replace(resumed, embedding_cache={**earlier, "earlier_session": False}).run_seconds == 450.0
