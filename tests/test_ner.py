@@ -444,7 +444,7 @@ def test_learning_curve_scores_dev_after_every_epoch_and_never_reads_test(nubes,
     resumed = ner.learning_curve("nubes-small", "clinical", 1, cached, 2, tmp_path / "lm-curve",
                                  models_dir=pretrained / "models",
                                  cache_dir=tmp_path / "cache", corpus=small)
-    assert resumed.epochs == [1, 2] and resumed.embedding_cache == with_lm.embedding_cache
+    assert resumed.epochs == [1, 2] and resumed.embedding_cache == {**with_lm.embedding_cache, "earlier_session": True}
     assert ner.curve_progress(tmp_path / "not-started", 30) == ""
 
 
