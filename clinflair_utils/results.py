@@ -295,11 +295,9 @@ def floor(records: pd.DataFrame, model: str = "general", floor_embeddings: str =
     two seeds or more (one seed has no spread to judge by): :func:`paired_difference`'s columns and
     ``clears``: True where the difference is positive and larger than the seed-to-seed standard
     deviation (the floor a useful language model clears)."""
-    table = paired_difference(records, model, floor_embeddings)
-    if table.empty:
-        return table
+    table = paired_difference(records, model, floor_embeddings)  # its columns even when empty
     table = table[table["seeds"] > 1].copy()
-    table["clears"] = (table["difference"] > 0) & (table["difference"] > table["seed_spread_sd"])
+    table["clears"] = ((table["difference"] > 0) & (table["difference"] > table["seed_spread_sd"])).astype(bool)
     return table.sort_index(key=lambda index: index.map(dataset_name))
 
 
@@ -399,7 +397,7 @@ def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None 
     on clinical text (``models``: :func:`language_models`), and how far each corpus's words alone go
     (``lookup``: ``benchmarks/results/word_lookup.json``) against how much it adds over ``chars``;
     empty where it falls short on none."""
-    below = table[~table["clears"]] if len(table) else table
+    below = table[~table["clears"]]
     if not len(below):
         return ""
     text = []
@@ -442,7 +440,7 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
     bpc = (f" (held-out general text: {models.loc['general', 'bpc general']:.2f} bits per character, "
            "the mean of its two directions)" if "general" in models.index else "")
     table = floor(records)
-    below = table[~table["clears"]] if len(table) else table
+    below = table[~table["clears"]]
     if len(below):
         why = floor_reason(table, models, lookup)
         items.append(f"**The general models barely help the tagger.** `general` does not clear the "
