@@ -283,9 +283,9 @@ class RunRecord:
             return self.wall_seconds
         cache = self.embedding_cache or {}
         vectors = cache.get("seconds", 0.0) if cache.get("earlier_session") else 0.0
-        if self.training_seconds_before_resume is not None:
-            return self.wall_seconds + self.training_seconds_before_resume + vectors
-        return self.wall_seconds + self.training_seconds * before / max(self.epochs_run - before, 1) + vectors
+        epochs_before = (self.training_seconds_before_resume if self.training_seconds_before_resume is not None
+                         else self.training_seconds * before / max(self.epochs_run - before, 1))
+        return self.wall_seconds + epochs_before + vectors
 
     @property
     def run_seconds_estimated(self) -> bool:
