@@ -31,7 +31,7 @@ from flair.models import LanguageModel
 from numpy.lib.format import open_memmap
 
 from .errors import ClinflairError
-from .files import atomic_path
+from .files import atomic_path, reserve_space
 from .lm import load_flair_embeddings
 from .records import DIRECTIONS, model_file
 
@@ -157,6 +157,10 @@ COMPUTE_PRECISIONS = ("float32", "bfloat16")
 NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
+CACHE_SPACE_FIX = ("free space on that disk or give the run a cache_dir on another; the cache files "
+                   "already made are kept")
+
+
 def cache_file(cache_dir: Path | str, embedding: FlairEmbeddings, sentences_key: str, precision: str = "model",
                compute: str = "float32") -> Path:
     """Where :func:`cached_vectors` keeps one language model's vectors of the sentences whose
@@ -174,8 +178,12 @@ def fill_cache_file(path: Path, sentences: list[Sentence], embedding: FlairEmbed
     dtype = dtype if dtype in NUMPY_DTYPES else torch.float32
     rows = sum(len(sentence) for sentence in sentences)
     with atomic_path(path) as temporary:  # a cache file is complete or absent
-        table = open_memmap(temporary, mode="w+", dtype=NUMPY_DTYPES[dtype],
-                            shape=(rows, embedding.embedding_length))
+        try:
+            table = open_memmap(temporary, mode="w+", dtype=NUMPY_DTYPES[dtype],
+                                shape=(rows, embedding.embedding_length))
+        except OSError as error:  # the file is made at its full size, so a full disk may fail here
+            raise ClinflairError(f"embedding cache {path} cannot be made ({error}): {CACHE_SPACE_FIX}") from error
+        reserve_space(temporary, temporary.stat().st_size, CACHE_SPACE_FIX, f"embedding cache {path}")
         filled = 0
         for start in range(0, len(sentences), batch_size):
             batch = sentences[start:start + batch_size]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -11,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import ClinflairError
 
 
 @contextmanager
@@ -25,6 +28,30 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
+
+
+def reserve_space(path: Path | str, size: int, fix: str, name: str | None = None) -> None:
+    """Allocate ``size`` bytes for the existing file ``path`` now, so that a full disk stops the
+    write here with a message naming the file (``name``, else ``path``) and ``fix``: a memory-mapped
+    file filled later would otherwise meet the full disk as a SIGBUS, which kills the process
+    without a word."""
+    path, name = Path(path), name or str(path)
+    free = shutil.disk_usage(path.parent).free
+    if size > free + path.stat().st_blocks * 512:  # what the file holds already is not needed again
+        raise ClinflairError(f"{name} needs {_size(size)} and its disk has {_size(free)} free: {fix}")
+    if hasattr(os, "posix_fallocate"):  # not on macOS, where the check above is what there is
+        try:
+            with open(path, "r+b") as file:
+                os.posix_fallocate(file.fileno(), 0, size)
+        except OSError as error:  # another writer took the space meanwhile, a quota, a file size limit
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise ClinflairError(f"{name} cannot be given its {_size(size)} ({error.strerror}): {fix}") \
+                    from error
+            raise
 
 
 def write_json(path: Path | str, payload: dict) -> None:

@@ -25,6 +25,7 @@ from clinflair_utils import embeddings as emb
 from clinflair_utils import lm, ner, records
 from clinflair_utils.data import NER_DATASETS, load_corpus
 from clinflair_utils.errors import ClinflairError
+from clinflair_utils.files import reserve_space
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +376,44 @@ def test_a_damaged_cache_file_is_refused_with_its_path_and_an_interrupted_fill_l
     child.send_signal(signal.SIGINT)
     assert "KeyboardInterrupt" in child.communicate(timeout=60)[1] and child.returncode != 0
     assert list(folder.iterdir()) == []
+
+
+def test_a_cache_file_without_room_on_its_disk_is_refused_with_its_path_before_any_vector(
+        models: Path, nubes, tmp_path: Path) -> None:
+    # A memory-mapped table filled on a full disk dies of SIGBUS without a word; the space is taken
+    # when the file is made instead. A file size limit stands in for the full disk (it fails the same
+    # calls with EFBIG), in a child process, which may ignore the signal such a write also sends.
+    folder, empty = tmp_path / "cache", tmp_path / "empty.bin"
+    empty.touch()
+    child = subprocess.run([sys.executable, "-c", (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "from clinflair_utils import embeddings as emb\n"
+        "from clinflair_utils.data import load_corpus\n"
+        "from clinflair_utils.errors import ClinflairError\n"
+        "from clinflair_utils.files import reserve_space\n"
+        "sentences = list(load_corpus('nubes', verbose=False).test)[:40]\n"
+        "try:\n"
+        f"    emb.cached_vectors(sentences, emb.resolve_embeddings('clinical', {str(models)!r}), {str(folder)!r})\n"
+        "except ClinflairError as error:\n"
+        "    print('cache:', error)\n"
+        "try:\n"
+        f"    reserve_space({str(empty)!r}, 10**6, 'the fix')\n"
+        "except ClinflairError as error:\n"
+        "    print('reserve:', error)\n")], capture_output=True, text=True, timeout=300)
+    lines = child.stdout.splitlines()
+    assert len(lines) == 2, child.stderr[-2000:]
+    assert re.fullmatch(rf"cache: embedding cache {re.escape(str(folder))}/\S+\.npy cannot be made \(.*File too large.*\): "
+                        + re.escape(emb.CACHE_SPACE_FIX), lines[0])
+    assert list(folder.iterdir()) == []  # no part of a table is left to be taken for one
+    assert lines[1] == f"reserve: {empty} cannot be given its 1.0 MB (File too large): the fix"
+    # the space a disk does not have is refused before anything is allocated
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(ClinflairError, match=rf"^{re.escape(str(empty))} needs [0-9.]+ GB and its disk has [0-9.]+ GB "
+                                             "free: the fix$"):
+        reserve_space(empty, free + 10**9, "the fix")
+    assert empty.stat().st_size == 0
 
 
 def test_a_cut_off_or_foreign_model_file_is_refused_with_its_path(models: Path, tmp_path: Path, monkeypatch) -> None:
