@@ -734,6 +734,22 @@ def reference_scores() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
+def published_scores_table() -> pd.DataFrame:
+    """:func:`reference_scores` to fit the page: per corpus, each system's F1, who published it and
+    where (the titles are in the CSV), and what else the source says."""
+    scores = reference_scores()
+    source = scores["source"]
+    by = source.str.extract(r"^(.*?\d{4})", expand=False)
+    table = pd.DataFrame({
+        "corpus": scores["dataset"].map(dataset_name), "system": scores["system"],
+        "F1": scores["f1"].map("{:.2f}".format),
+        "published by": by.fillna(source.str.replace(r"\s*\([^()]*\)\s*$", "", regex=True)),
+        "in": source.str.extract(r"\(([^()]*)\)\s*$", expand=False).fillna("–"),
+        # every row is published and not run here, which the chapter says once
+        "note": scores["note"].str.replace(r"^published; not run here;?\s*", "", regex=True).replace("", "–")})
+    return table.sort_values(["corpus", "F1"], ascending=[True, False]).set_index(["corpus", "system"])
+
+
 def against_published(records: pd.DataFrame, metric: str = "micro_f1", aims: dict[str, float] | None = None
                       ) -> pd.DataFrame:
     """Per corpus: the configuration with the best mean F1 here, beside the published system of the
@@ -836,7 +852,7 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
         cache = records["cache_seconds"].dropna()
         rows.append({"stage": "NER runs: embedding cache", "what": "computing language-model vectors (misses)",
                      "minutes": cache.sum() / 60})
-    return pd.DataFrame(rows, columns=["stage", "what", "minutes"]).round({"minutes": 1})
+    return pd.DataFrame(rows, columns=["stage", "what", "minutes"]).round({"minutes": 1}).set_index("stage")
 
 
 def cache_benchmark_table(measurements: list[tuple[Path, dict]]) -> pd.DataFrame:
@@ -870,9 +886,10 @@ def paper_cost_table(cost: dict) -> pd.DataFrame:
 
 
 def timing_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Wall time per run on the machine that ran it (over every session that ran it): mean seconds
-    per dataset and embeddings."""
-    return records.pivot_table(index="dataset", columns="embeddings", values="run_seconds", aggfunc="mean").round(1)
+    """Wall time per run on the machine that ran it (over every session that ran it): mean minutes
+    per dataset and embeddings, "–" where no run was made."""
+    minutes = records.pivot_table(index="dataset", columns="embeddings", values="run_seconds", aggfunc="mean") / 60
+    return minutes.map(lambda value: "–" if pd.isna(value) else f"{value:.1f}")
 
 
 def training_speed(records: pd.DataFrame) -> pd.DataFrame:

@@ -453,6 +453,30 @@ def test_the_record_index_has_a_row_per_committed_record_with_its_scores_in_poin
     assert list(table["dataset"]) == sorted(table["dataset"])
 
 
+def test_the_published_scores_fit_the_page_with_who_published_each_and_where() -> None:
+    table = results.published_scores_table()
+    assert len(table) == len(results.reference_scores())
+    stoeckel = table.loc[("PharmaCoNER", results.reference_scores()["system"][0])]
+    assert stoeckel["F1"] == "89.76" and stoeckel["published by"] == "Stoeckel, Hemati & Mehler 2019"
+    assert stoeckel["in"] == "BioNLP Open Shared Tasks 2019, ACL Anthology D19-5702"
+    assert stoeckel["note"] == "90.52 with their specialized embeddings"  # what the chapter says once is left off
+    # a source without a year: itself, less its parenthesis, which says where
+    card = table.loc[("CANTEMIST", "PlanTL-GOB-ES/bsc-bio-ehr-es-cantemist")]
+    assert (card["published by"], card["in"], card["note"]) == (
+        "model card of the released fine-tuned checkpoint", "Hugging Face hub", "–")
+    # the best first within each corpus
+    assert list(table.loc["CANTEMIST", "F1"]) == sorted(table.loc["CANTEMIST", "F1"], reverse=True)
+
+
+def test_the_timing_table_gives_mean_minutes_and_a_dash_where_no_run_was_made() -> None:
+    runs = pd.DataFrame([{"dataset": "nubes", "embeddings": "chars", "run_seconds": 600.0},
+                         {"dataset": "nubes", "embeddings": "chars", "run_seconds": 900.0},
+                         {"dataset": "cwlc", "embeddings": "general", "run_seconds": 66.0}])
+    table = results.timing_table(runs)
+    assert table.loc["nubes", "chars"] == "12.5" and table.loc["cwlc", "general"] == "1.1"
+    assert table.loc["nubes", "general"] == "–" and table.loc["cwlc", "chars"] == "–"
+
+
 def test_counts_are_written_in_the_singular_for_one() -> None:
     assert results.counted(1, "epoch") == "1 epoch" and results.counted(3.0, "seed") == "3 seeds"
     assert results.counted(0, "run") == "0 runs"
