@@ -662,9 +662,13 @@ def plot_bpc(table: pd.DataFrame):
     """Bits per character of each model on each held-out text, as grouped bars."""
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 3.5))
-    table.unstack("direction").plot.bar(ax=axis, rot=0)
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    bars = table.unstack("direction")
+    bars.plot.bar(ax=axis, rot=0)
     axis.set(ylabel="bits per character (lower is better)", xlabel="model")
-    axis.legend(title="held-out text, direction", fontsize=8)
+    # beside the axes: inside, it covers the tallest bars
+    axis.legend(axis.get_legend_handles_labels()[0], [f"{text}, {direction}" for text, direction in bars.columns],
+                title="held-out text, direction", fontsize=8, title_fontsize=8, loc="upper left",
+                bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     return figure

@@ -245,3 +245,20 @@ def test_a_resumed_run_anneals_as_one_never_stopped(tmp_path: Path) -> None:
     scheduler.step(1.52)  # a worse loss, as flair reports it
     assert scheduler.optimizer.param_groups[0]["lr"] == 5.0
     assert lm.resumed_schedule(tmp_path, None, factor=0.25, patience=3)["best"] == math.inf
+
+
+def test_the_bpc_figure_names_each_bar_and_keeps_its_legend_off_the_bars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    table = pd.DataFrame([{"model": m, "direction": d, "general text": 1.7, "clinical text": 2.5}
+                          for m in ("general", "clinical") for d in lm.DIRECTIONS]).set_index(["model", "direction"])
+    figure = lm.plot_bpc(table)
+    axis = figure.axes[0]
+    legend = axis.get_legend()
+    assert sorted(text.get_text() for text in legend.get_texts()) == sorted(
+        f"{text}, {direction}" for text in ("general text", "clinical text") for direction in lm.DIRECTIONS)
+    figure.canvas.draw()
+    assert legend.get_window_extent().x0 >= axis.get_window_extent().x1  # beside the axes, not over a bar
