@@ -18,7 +18,7 @@ import pandas as pd
 from . import results
 from .colab import sync_setup_cells
 from .errors import ClinflairError
-from .profiles import BOOK_PROFILE, grid, load_profile
+from .profiles import BOOK_PROFILE, PROFILES, grid, load_profile
 from . import records
 
 DOCUMENTS = ("README.md", "book/intro.md")
@@ -598,12 +598,56 @@ def crf_block(sources: Sources) -> str:
             + "; from `benchmarks/results/crf_cpu.json`.\n")
 
 
+def build_block(sources: Sources) -> str:
+    """What the book's profile is, for the introduction: the machine, the language models' training
+    text and size (from their records), the NER grid's corpora and seeds."""
+    profile, lms = sources.profile, sources.lm_records()
+    text = f"**This build is the `{profile['name']}` profile**, run on {profile['book']['machine']}"
+    general, clinical = lms.get("general-forward"), lms.get("clinical-forward")
+    if general and clinical:
+        text += (f": {clinical['train_characters'] / 1e6:.1f} million characters of open clinical text and "
+                 f"{general['train_characters'] / 1e6:.1f} million of general text (the language models' "
+                 "training text), cleaned by document against every NER test split; character language "
+                 f"models of {general['config']['hidden_size']} units trained on them")
+    ner = profile["ner"]
+    sentences = ("every training sentence" if not ner["settings"].get("max_train_sentences")
+                 else f"{ner['settings']['max_train_sentences']:,} training sentences")
+    corpora, seeds = results.counted(len(ner["datasets"]), "corpus", "corpora"), results.counted(len(ner["seeds"]), "seed")
+    return (text + f"; and a tagger trained on {sentences} of the {corpora}, "
+            f"for each embedding configuration and {seeds}. "
+            "Where it stands (written from the run records):\n")
+
+
+def profiles_block(sources: Sources) -> str:
+    """Every profile, for the introduction: where it runs, what it is, and whether this book, or the
+    tier the README follows, is made of it (from the records)."""
+    lines = ["| profile | where | what it is |", "|---|---|---|"]
+    for name in PROFILES:
+        profile = load_profile(name)
+        what = profile["book"]["summary"]
+        language_models = profile["pretraining"]["general"] or profile["pretraining"]["finetune"]
+        if profile["pretraining"]["base_models"] is None:  # the models are this profile's own
+            what += f"; language models of {language_models['hidden_size']} units"
+        what += ", " + results.counted(len(profile["ner"]["seeds"]), "seed")
+        if name == sources.profile["name"]:
+            what += "; **this book**"
+        elif (done := len(results.load_records(records.BookPaths(sources.root, sources.root, name).records))):
+            total = len(grid(profile))
+            compared = name in sources.profile.get("results", {}).get("compare_with", ())
+            what += (f"; in progress, {done} of {total} runs (the README follows it)" if done < total
+                     else "; finished" + ("; the Results chapter sets it beside this book's" if compared else ""))
+        lines.append(f"| `{name}` | {profile['book']['where']} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS: dict[str, Callable[[Sources], str]] = {
     "optimizer": optimizer_block,
     "trainers": trainers_block,
     "memory": memory_block,
     "results": results_block,
     "verdict": verdict_block,
+    "build": build_block,
+    "profiles": profiles_block,
     "performance": performance_block,
     "paper-cost": paper_cost_block,
     "embedding-cache": cache_block,

@@ -225,3 +225,34 @@ def test_a_tier_that_names_another_says_in_the_readme_and_the_introduction_how_i
     assert "`cpu512`" in gain and "`cpu`" in gain
     assert gain in report.verdict_block(tiered) and gain in report.results_block(tiered)
     assert report.tier_gain(report.Sources(ROOT, "cpu")) == ""  # names no other tier
+
+
+def test_the_introduction_says_what_the_books_tier_is_and_where_each_other_tier_stands(tmp_path: Path) -> None:
+    # the book's tier: its language models' training text and size from their records
+    for tier in ("cpu", "cpu512"):
+        shutil.copytree(ROOT / "book" / "records" / tier / "lm", tmp_path / "book" / "records" / tier / "lm")
+    small = report.Sources(tmp_path, "cpu")
+    lms = small.lm_records()
+    build = report.build_block(small)
+    assert build.startswith("**This build is the `cpu` profile**, run on a 2-core CPU without a GPU: "
+                            f"{lms['clinical-forward']['train_characters'] / 1e6:.1f} million characters of open "
+                            f"clinical text and {lms['general-forward']['train_characters'] / 1e6:.1f} million")
+    assert f"models of {lms['general-forward']['config']['hidden_size']} units" in build
+    assert "every training sentence of the 5 corpora, for each embedding configuration and 3 seeds." in build
+    # each other tier: in progress with its runs counted, or finished; the book's own marked
+    records = tmp_path / "book" / "records" / "cpu512"
+    _record(records, "nubes", "clinical", 1, 0.6)
+    rows = {line.split(" | ")[0]: line for line in report.profiles_block(small).splitlines()[2:]}
+    assert rows["| `cpu`"].endswith("language models of 256 units, 3 seeds; **this book** |")
+    assert rows["| `cpu512`"].endswith("language models of 512 units, 3 seeds; in progress, 1 of 75 runs "
+                                       "(the README follows it) |")
+    assert rows["| `paper`"].endswith("hyper-parameters, 1 seed |")  # flair's models: no size of its own
+    assert "| `quick`" in rows
+    from clinflair_utils.profiles import grid
+    for dataset, embeddings, seed in grid(load_profile("cpu")):
+        _record(tmp_path / "book" / "records" / "cpu", dataset, embeddings, seed, 0.5)
+    # the book on the stronger tier: the smaller one finished, set beside it (results.compare_with)
+    table = report.profiles_block(report.Sources(tmp_path, "cpu512"))
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()[2:]}
+    assert rows["| `cpu`"].endswith("3 seeds; finished; the Results chapter sets it beside this book's |")
+    assert rows["| `cpu512`"].endswith("**this book** |")
