@@ -136,10 +136,12 @@ def scale_text(sources: Sources) -> str:
                          f"`general` {means['general']:.3f}.")
     table = results.comparisons(sources.records, "clinical", ("referrals",))
     if not table.empty:
-        text += (" In micro F1, `clinical` − `referrals` (Holm's correction over these "
-                 f"{int((table['seeds'] > 1).sum())}): " + "; ".join(
+        judged = int((table["seeds"] > 1).sum())
+        correction = f" (Holm's correction over these {judged})" if judged else ""
+        text += (f" In micro F1, `clinical` − `referrals`{correction}: " + "; ".join(
                      f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.counted(row['seeds'], 'seed')}, "
-                     f"{row['verdict']})" for (_, d), row in table.iterrows()) + ".")
+                     f"{row['verdict'] if row['seeds'] > 1 else 'no verdict'})" for (_, d), row in table.iterrows())
+                 + ".")
     return text
 
 
@@ -152,8 +154,8 @@ def results_block(sources: Sources) -> str:
     parts = [progress + runs_done, settings_line(sources) + ":", score_table(sources)]
     if differences:
         family = results.comparisons(sources.records)
-        parts += ["Differences in points, paired by seed, and their Holm-adjusted p-values; bold where the "
-                  "verdict counts the difference. " + results.family_note(family), differences]
+        parts += [("Differences in points, paired by seed, and their Holm-adjusted p-values; bold where the "
+                   "verdict counts the difference. " + results.family_note(family)).rstrip(), differences]
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
         why = results.floor_reason(results.floor(sources.records), results.language_models(sources.records_dir),

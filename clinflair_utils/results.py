@@ -249,7 +249,7 @@ def verdict_text(verdicts: dict[str, dict[str, str]], candidate: str = "clinical
                 continue
             comparable = {d: v for d, v in judged.items() if v != "one seed: no verdict"}
             if not comparable:
-                parts.append(f"against `{baseline}` no verdict yet (one seed)")
+                parts.append(f"has no verdict yet against `{baseline}` (one seed)")
                 continue
             better = [dataset_name(d) for d, v in comparable.items() if v == "better"]
             worse = [dataset_name(d) for d, v in comparable.items() if v == "worse"]

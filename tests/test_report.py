@@ -256,3 +256,17 @@ def test_the_introduction_says_what_the_books_tier_is_and_where_each_other_tier_
     rows = {line.split(" | ")[0]: line for line in table.splitlines()[2:]}
     assert rows["| `cpu`"].endswith("3 seeds; finished; the Results chapter sets it beside this book's |")
     assert rows["| `cpu512`"].endswith("**this book** |")
+
+
+def test_clinical_against_referrals_with_one_seed_gives_the_difference_and_no_correction(tmp_path: Path) -> None:
+    records = tmp_path / "book" / "records" / "cpu512"
+    shutil.copytree(ROOT / "book" / "records" / "cpu512" / "lm", records / "lm")
+    _record(records, "cantemist", "clinical", 1, 0.70)
+    _record(records, "cantemist", "referrals", 1, 0.68)
+    text = report.scale_text(report.Sources(tmp_path, "cpu512"))
+    assert text.endswith("In micro F1, `clinical` − `referrals`: CANTEMIST +2.0 (1 seed, no verdict).")
+    for seed in (2, 3):
+        _record(records, "cantemist", "clinical", seed, 0.70 + seed / 1000)
+        _record(records, "cantemist", "referrals", seed, 0.68)
+    text = report.scale_text(report.Sources(tmp_path, "cpu512"))
+    assert "In micro F1, `clinical` − `referrals` (Holm's correction over these 1): CANTEMIST +2.2 (3 seeds, " in text

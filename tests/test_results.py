@@ -103,6 +103,10 @@ def test_a_verdict_on_part_of_a_group_names_its_dataset_and_the_rest_still_at_on
     assert text == ("On CANTEMIST, PharmaCoNER, NUBes (so far, of the paper's four corpora), `clinical` beats "
                     "`general` clearly on 1 of 2 (CANTEMIST) and is worse on 1 (NUBes) "
                     "(1 more with one seed so far).")
+    one_seed = {"cantemist": "one seed: no verdict"}
+    assert results.verdict_text({"general": one_seed, "control": one_seed}) == (
+        "On CANTEMIST (so far, of the paper's four corpora), `clinical` has no verdict yet against `general` "
+        "(one seed); it has no verdict yet against `control` (one seed).")
 
 
 PUBLISHED = sorted(p.name for p in (ROOT / "book" / "records").iterdir() if p.is_dir()) \
