@@ -734,16 +734,22 @@ def reference_scores() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
+def publisher(source: str) -> str:
+    """Who published a reference score: a source's authors and year ("Carrino et al. 2022"), or,
+    where it names none (a model card), the source less the venue in brackets."""
+    authors = re.match(r".*?\d{4}", source)
+    return authors[0] if authors else re.sub(r"\s*\([^()]*\)\s*$", "", source)
+
+
 def published_scores_table() -> pd.DataFrame:
     """:func:`reference_scores` to fit the page: per corpus, each system's F1, who published it and
     where (the titles are in the CSV), and what else the source says."""
     scores = reference_scores()
     source = scores["source"]
-    by = source.str.extract(r"^(.*?\d{4})", expand=False)
     table = pd.DataFrame({
         "corpus": scores["dataset"].map(dataset_name), "system": scores["system"],
         "F1": scores["f1"].map("{:.2f}".format),
-        "published by": by.fillna(source.str.replace(r"\s*\([^()]*\)\s*$", "", regex=True)),
+        "published by": source.map(publisher),
         "in": source.str.extract(r"\(([^()]*)\)\s*$", expand=False).fillna("–"),
         # every row is published and not run here, which the chapter says once
         "note": scores["note"].str.replace(r"^published; not run here;?\s*", "", regex=True).replace("", "–")})
@@ -770,7 +776,7 @@ def against_published(records: pd.DataFrame, metric: str = "micro_f1", aims: dic
         if dataset in published.index:
             reference = published.loc[dataset]
             row.update({"published F1": f"{reference['f1']:.1f}",
-                        "published by": re.match(r".*?\d{4}", reference["source"])[0],
+                        "published by": publisher(reference["source"]),
                         "published − here": f"{reference['f1'] - here:+.1f}"})
         if aims:
             aim = aims.get(dataset)
