@@ -238,7 +238,7 @@ def test_the_introduction_says_what_the_books_tier_is_and_where_each_other_tier_
                             f"{lms['clinical-forward']['train_characters'] / 1e6:.1f} million characters of open "
                             f"clinical text and {lms['general-forward']['train_characters'] / 1e6:.1f} million")
     assert f"models of {lms['general-forward']['config']['hidden_size']} units" in build
-    assert "every training sentence of the 5 corpora, for each embedding configuration and 3 seeds." in build
+    assert "every train+dev sentence of the 5 corpora, for each embedding configuration and 3 seeds." in build
     # each other tier: in progress with its runs counted, or finished; the book's own marked
     records = tmp_path / "book" / "records" / "cpu512"
     _record(records, "nubes", "clinical", 1, 0.6)
