@@ -1,4 +1,8 @@
-"""Profiles: named parameter sets (:data:`PROFILES`), each one YAML file in ``profiles/``."""
+"""Profiles: named parameter sets (:data:`PROFILES`), each one YAML file in ``profiles/``.
+
+Each profile's ``book`` entry is how the book's introduction lists it (``report.profiles_block``,
+``report.build_block``): ``where`` it runs and in how long, the ``machine`` it was made on, and a
+``summary`` of what it is (the code adds its language models' size and its seeds)."""
 
 from __future__ import annotations
 

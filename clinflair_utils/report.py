@@ -636,7 +636,7 @@ def profiles_block(sources: Sources) -> str:
         what += ", " + results.counted(len(profile["ner"]["seeds"]), "seed")
         if name == sources.profile["name"]:
             what += "; **this book**"
-        elif (done := len(results.load_records(records.BookPaths(sources.root, sources.root, name).records))):
+        elif (done := len(records.run_record_files(records.BookPaths(sources.root, sources.root, name).records))):
             total = len(grid(profile))
             compared = name in sources.profile.get("results", {}).get("compare_with", ())
             what += (f"; in progress, {done} of {total} runs (the README follows it)" if done < total
