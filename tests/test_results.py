@@ -54,6 +54,9 @@ def test_holm_adjusts_step_down_and_keeps_the_order() -> None:
     # sorted: z 0.005 x 4, w 0.01 x 3, y 0.03 x 2 = 0.06, x 0.04 x 1 raised to 0.06 (never below a smaller p's)
     assert adjusted.drop("one seed").to_dict() == pytest.approx({"z": 0.02, "w": 0.03, "y": 0.06, "x": 0.06})
     assert pd.isna(adjusted["one seed"])
+    # a family of one-seed comparisons only (a grid starting): no p-value, still a number column,
+    # so a table rounds it with the rest
+    assert results.holm(pd.Series({"one seed": float("nan")}, dtype=object)).dtype == float
 
 
 def test_a_difference_inside_the_seed_spread_is_not_a_win() -> None:
