@@ -279,6 +279,8 @@ def test_built_page_in_chromium(browser_ready, page: str) -> None:
             assert (HTML / page).parent.joinpath(unquote(src)).resolve().is_file(), src
     assert dom.count("<table") >= tables, f"{page}: {dom.count('<table')} tables"
     assert "Traceback" not in dom and "Error" not in title
+    # an object's repr where its content should be (an empty Markdown shown, a figure returned)
+    assert not re.search(r"&lt;(IPython\.core\.display\.\w+ object|Figure size)", dom), f"{page}: an object's repr"
     for href in re.findall(r'href="([^"#?]+)[^"]*"', dom):
         parsed = urlparse(href)
         if parsed.scheme or href.startswith("//") or href.startswith("mailto:"):
