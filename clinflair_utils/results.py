@@ -163,10 +163,10 @@ def paired_difference(records: pd.DataFrame, better: str, baseline: str, metric:
 def holm(p_values: pd.Series) -> pd.Series:
     """Holm's step-down adjusted p-values of a family (missing ones stay missing): the k-th smallest
     of m is multiplied by m - k + 1, and an adjusted value is never below a smaller p's."""
-    ordered = p_values.dropna().astype(float).sort_values()  # float even when none is left (one seed)
-    factors = len(ordered) - pd.Series(range(len(ordered)), index=ordered.index)
+    ordered = p_values.astype(float).dropna().sort_values()  # float even when none is left (one seed)
+    factors = len(ordered) - pd.Series(range(len(ordered)), index=ordered.index, dtype=float)
     adjusted = (ordered * factors).cummax().clip(upper=1.0)
-    return adjusted.reindex(p_values.index).astype(float)
+    return adjusted.reindex(p_values.index)
 
 
 def comparisons(records: pd.DataFrame, candidate: str = "clinical", baselines: tuple[str, ...] = BASELINES,
