@@ -58,15 +58,9 @@ class Sources:
         return records.benchmark(self.benchmarks, name)
 
 
-def training_sentences(settings: dict) -> str:
-    """Which sentences a profile's tagger trains on (its ``ner.settings``)."""
-    return ("every train+dev sentence" if not settings.get("max_train_sentences")
-            else f"a fixed sample of {settings['max_train_sentences']:,} train+dev sentences")
-
-
 def settings_line(sources: Sources) -> str:
     settings = sources.profile["ner"]["settings"]
-    sentences = training_sentences(settings)
+    sentences = results.training_sentences_phrase(settings)
     return (f"BiLSTM-CRF tagger ({settings['hidden_size']} units) trained with {settings['optimizer']} at "
             f"{settings['learning_rate']} for {settings['max_epochs']} epochs on {sentences}; micro F1 on the full "
             f"test splits, in points, mean ± standard deviation over the seeds done")
@@ -618,7 +612,7 @@ def build_block(sources: Sources) -> str:
                  f"models of {general['config']['hidden_size']} units trained on them")
     ner = profile["ner"]
     corpora, seeds = results.counted(len(ner["datasets"]), "corpus", "corpora"), results.counted(len(ner["seeds"]), "seed")
-    return (text + f"; and a tagger trained on {training_sentences(ner['settings'])} of the {corpora}, "
+    return (text + f"; and a tagger trained on {results.training_sentences_phrase(ner['settings'])} of the {corpora}, "
             f"for each embedding configuration and {seeds}. "
             "Where it stands (written from the run records):\n")
 

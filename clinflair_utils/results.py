@@ -429,6 +429,12 @@ def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None 
     return " ".join(text)
 
 
+def training_sentences_phrase(settings: dict) -> str:
+    """Which sentences a profile's tagger trains on (its ``ner.settings``), as the book says it."""
+    return ("every train+dev sentence" if not settings.get("max_train_sentences")
+            else f"a fixed sample of {settings['max_train_sentences']:,} train+dev sentences")
+
+
 def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None = None,
             lookup: dict | None = None) -> str:
     """Why the answer here can differ from the paper's, for this profile's setting and from what its
@@ -473,8 +479,7 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
                  "working, but says little about Spanish clinical text in general.")
     paper_tagger = settings["optimizer"] == "sgd" and settings["max_epochs"] >= 150 and not settings.get("max_train_sentences")
     if not paper_tagger:
-        sample = (f"a fixed sample of {settings['max_train_sentences']:,} training sentences"
-                  if settings.get("max_train_sentences") else "every training sentence")
+        sample = training_sentences_phrase(settings)
         curve = profile["ner"].get("learning_curve")
         if curve:
             items.append(f"**The tagger trains with another optimizer.** {settings['optimizer']} for "
@@ -820,8 +825,7 @@ def scale_table(profile: dict, records: pd.DataFrame, records_dir: Path | str) -
         "NER tagger": f"BiLSTM-CRF, {ner['rnn_layers']} layer, hidden {ner['hidden_size']}",
         "NER training": (f"{ner['optimizer']}, learning rate {ner['learning_rate']}, batch {ner['mini_batch_size']}, "
                          f"{ner['max_epochs']} epochs, seeds {', '.join(map(str, profile['ner']['seeds']))}"),
-        "NER training sentences": (f"a fixed sample of {ner['max_train_sentences']:,} train+dev sentences"
-                                   if ner.get("max_train_sentences") else "every train+dev sentence"),
+        "NER training sentences": training_sentences_phrase(ner),
         "NER test sentences": "the full test split",
     }
     return pd.DataFrame({"paper": PAPER_SETTING, f"this book ({profile['name']})": ours})

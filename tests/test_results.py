@@ -505,3 +505,17 @@ def test_the_gain_across_tiers_is_the_mean_over_corpora_both_ran_with_seeds_to_s
     assert results.tier_gain_text(results.tier_comparison(first_seeds, baselines=("general",)),
                                   list(first_seeds)).startswith("No corpus has runs of two seeds or more")
     assert results.tier_gain_text(results.tier_comparison({"big": larger}), ["big"]) == ""
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "cpu"])
+def test_the_reasons_and_the_setting_table_name_the_taggers_sentences_alike(profile_name: str) -> None:
+    profile = load_profile(profile_name)
+    sentences = results.training_sentences_phrase(profile["ner"]["settings"])
+    assert "train+dev" in sentences
+    if profile["ner"]["settings"].get("max_train_sentences"):
+        assert f"{profile['ner']['settings']['max_train_sentences']:,}" in sentences
+    records_dir = ROOT / "book" / "records" / "cpu"
+    records = results.load_records(records_dir)
+    table = results.scale_table(profile, records, records_dir)
+    assert table.loc["NER training sentences"].iloc[1] == sentences
+    assert f"epochs on {sentences}" in results.reasons(profile, records)
