@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -22,12 +23,36 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     an error, removed when it raises (an interrupted write leaves the old file, or none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temporaries(path)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield temporary
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_orphaned_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_path` beside ``path`` whose writer no longer runs: a
+    process killed outright (SIGKILL, a lost machine) cannot remove its own, and an embedding cache's
+    is gigabytes. Returns the removed paths; a writer still running keeps its temporary."""
+    removed = []
+    for temporary in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        pid = temporary.name[len(f".{path.name}.tmp"):]
+        if pid.isdigit() and not _is_running(int(pid)):
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed
 
 
 def _size(count: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clinflair_utils import ner, records
+from clinflair_utils import files, ner, records
 from clinflair_utils.data import load_corpus
 from clinflair_utils.resume import EpochCheckpoints, TrainingState, random_states
 
@@ -182,3 +182,49 @@ def test_a_checkpoint_carries_the_training_seconds_so_far_and_a_resumed_record_c
     earlier = {"hits": 0, "misses": 2, "files": [], "seconds": 40.0, "earlier_session": True}
     assert replace(resumed, embedding_cache=earlier).run_seconds == 490.0
     assert replace(resumed, embedding_cache={**earlier, "earlier_session": False}).run_seconds == 450.0
+
+
+# a writer that has its temporary beside the target and then waits to be stopped
+WRITER = """
+import sys, time
+from pathlib import Path
+from clinflair_utils.files import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    temporary.write_text("part of a table")
+    Path(sys.argv[2]).touch()
+    while True:
+        time.sleep(0.1)
+"""
+
+
+def _start_writer(target: Path, ready: Path) -> subprocess.Popen:
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(ready)])
+    deadline = time.time() + 60
+    while not ready.is_file() and writer.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.is_file(), "the writer never made its temporary"
+    return writer
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write_and_a_running_ones_kept(
+        tmp_path: Path) -> None:
+    # An embedding cache is filled through such a temporary of gigabytes; a process killed outright
+    # (SIGKILL: no handler runs) leaves it behind, and every interrupted session would add one.
+    killed_target, running_target = tmp_path / "killed.npy", tmp_path / "running.npy"
+    killed = _start_writer(killed_target, tmp_path / "killed-ready")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    orphan = killed_target.with_name(f".{killed_target.name}.tmp{killed.pid}")
+    assert orphan.is_file()
+    running = _start_writer(running_target, tmp_path / "running-ready")
+    try:
+        with files.atomic_path(killed_target) as temporary:
+            temporary.write_text("the whole table")
+        with files.atomic_path(running_target) as temporary:
+            temporary.write_text("another writer's table")
+        assert not orphan.exists() and killed_target.read_text() == "the whole table"
+        # the running writer's temporary is its own, still being written
+        assert running_target.with_name(f".{running_target.name}.tmp{running.pid}").is_file()
+    finally:
+        running.kill()
+        running.wait(timeout=60)
