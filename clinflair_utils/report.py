@@ -29,10 +29,6 @@ BLOCK = re.compile(r"(?P<open><!-- clinflair:(?P<name>[\w-]+)(?: (?P<profile>[\w
                    r"(?P<close><!-- /clinflair:(?P=name) -->)", re.DOTALL)
 
 
-def _signed(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:+.1f}"
-
-
 class Sources:
     """What the blocks are written from: a profile's records and the committed benchmarks."""
 
@@ -107,7 +103,7 @@ def difference_table(sources: Sources, candidate: str = "clinical",
                 continue
             row = family.loc[(baseline, dataset)]
             seeds = max(seeds, int(row["seeds"]))
-            text = _signed(row["difference"]) + (f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
+            text = results.signed(row["difference"]) + (f" [{results.signed(row['ci_low'])}, {results.signed(row['ci_high'])}]"
                                                  if row["seeds"] > 1 else "")
             cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
             cells.append("–" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3f}")
@@ -138,7 +134,7 @@ def scale_text(sources: Sources) -> str:
         judged = int((table["seeds"] > 1).sum())
         correction = f" (Holm's correction over these {judged})" if judged else ""
         text += (f" In micro F1, `clinical` − `referrals`{correction}: " + "; ".join(
-                     f"{results.dataset_name(d)} {_signed(row['difference'])} ({results.counted(row['seeds'], 'seed')}, "
+                     f"{results.dataset_name(d)} {results.signed(row['difference'])} ({results.counted(row['seeds'], 'seed')}, "
                      f"{row['verdict'] if row['seeds'] > 1 else 'no verdict'})" for (_, d), row in table.iterrows())
                  + ".")
     return text

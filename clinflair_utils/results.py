@@ -224,9 +224,9 @@ def answer(records: pd.DataFrame, candidate: str = "clinical", baselines: tuple[
         parts = []
         for baseline in (b for b in baselines if (b, dataset) in family.index):
             row = family.loc[(baseline, dataset)]
-            detail = (f", 95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], Holm-adjusted p "
+            detail = (f", 95 % CI [{signed(row['ci_low'], 2)}, {signed(row['ci_high'], 2)}], Holm-adjusted p "
                       f"{row['p_holm']:.3f}, seed spread {row['seed_spread_sd']:.2f}" if row["seeds"] > 1 else "")
-            parts.append(f"vs `{baseline}` {scores.loc[dataset, baseline]:.2f}: {row['difference']:+.2f}{detail} "
+            parts.append(f"vs `{baseline}` {scores.loc[dataset, baseline]:.2f}: {signed(row['difference'], 2)}{detail} "
                          f"→ **{row['verdict']}**")
         seeds = int(family.xs(dataset, level="dataset")["seeds"].max())
         lines.append(f"- **{dataset}** (`{candidate}` {scores.loc[dataset, candidate]:.2f}, {counted(seeds, 'seed')}): "
@@ -308,7 +308,7 @@ def floor_text(records: pd.DataFrame, model: str = "general", floor_embeddings: 
         return ""
 
     def listed(rows: pd.DataFrame) -> str:
-        return ", ".join(f"{dataset_name(d)} ({row['difference']:+.1f}, seed sd {row['seed_spread_sd']:.1f})"
+        return ", ".join(f"{dataset_name(d)} ({signed(row['difference'])}, seed sd {row['seed_spread_sd']:.1f})"
                          for d, row in rows.iterrows())
 
     cleared, not_cleared = table[table["clears"]], table[~table["clears"]]
@@ -377,6 +377,20 @@ def grid_progress(records: pd.DataFrame, profile: dict) -> str:
     return f"**The `{profile['name']}` grid is in progress: {len(done)} of {len(runs)} runs are done** ({per_seed})."
 
 
+def signed(value: float, digits: int = 1) -> str:
+    """``value`` with its sign, "–" where it is missing; a difference that rounds to zero reads +0.0, not -0.0."""
+    if math.isnan(value):
+        return "–"
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
+def rounded(table: pd.DataFrame, digits: int | dict[str, int]) -> pd.DataFrame:
+    """``table.round(digits)`` for display, with a difference that rounds to zero shown as 0.0, not -0.0."""
+    table = table.round(digits)
+    floats = table.select_dtypes("float").columns
+    return table.assign(**{column: table[column] + 0.0 for column in floats})
+
+
 def counted(number: float, noun: str, plural: str | None = None) -> str:
     """"1 seed", "3 seeds": ``number`` of ``noun`` (``plural``: where it is not ``noun`` + s)."""
     return f"{int(number)} {noun if int(number) == 1 else plural or noun + 's'}"
@@ -416,7 +430,7 @@ def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None 
                 "(`benchmarks/word_lookup.py`), reaches a token F1 of "
                 + ", ".join(f"{value:.1f} on {dataset_name(d)}" for d, value in scores.items())
                 + f"; across these {len(scores)} corpora, Spearman's ρ between that lookup's F1 and `general` − "
-                f"`chars` is {rho:+.2f} (descriptive: {len(scores)} corpora are too few for a test).")
+                f"`chars` is {signed(rho, 2)} (descriptive: {len(scores)} corpora are too few for a test).")
     text.append("We believe that where the words alone tell the entities, a `chars` tagger learns them "
                 "from the task's own words, and a language model's context adds little beside them.")
     short = scores[scores.index.isin(below.index)]
@@ -570,7 +584,7 @@ def tier_gain_text(comparison: pd.DataFrame, tiers: list[str], candidate: str = 
         if both.empty:
             continue
         corpora.add(len(both))
-        means = " and ".join(f"{both[tier].mean():+.1f} points in `{tier}`" for tier in tiers)
+        means = " and ".join(f"{signed(both[tier].mean())} points in `{tier}`" for tier in tiers)
         larger = "; ".join(f"larger in `{first}` than in `{other}` on {int((both[first] > both[other]).sum())} "
                            f"of {len(both)}" for other in others)
         clauses.append((f"`{candidate}` − `{baseline}` averages {means}", larger, len(both)))
@@ -782,7 +796,7 @@ def against_published(records: pd.DataFrame, metric: str = "micro_f1", aims: dic
             reference = published.loc[dataset]
             row.update({"published F1": f"{reference['f1']:.1f}",
                         "published by": publisher(reference["source"]),
-                        "published − here": f"{reference['f1'] - here:+.1f}"})
+                        "published − here": signed(reference['f1'] - here)})
         if aims:
             aim = aims.get(dataset)
             row["aim"] = "–" if aim is None else f"{aim:g}: {'met' if round(here, 1) >= aim else 'missed'}"

@@ -489,6 +489,18 @@ def test_counts_are_written_in_the_singular_for_one() -> None:
     assert results.counted(0, "run") == "0 runs"
 
 
+def test_a_difference_that_rounds_to_zero_is_written_without_a_minus_sign() -> None:
+    # NUBes clinical - general at one seed was -0.004 points and read "-0.0"
+    records = frame({("nubes", "clinical"): [0.83396], ("nubes", "general"): [0.83400]})
+    difference = results.baseline_differences(records)
+    assert difference.iloc[0]["difference"] < 0
+    shown = results.rounded(difference, 2)
+    assert shown["difference"].to_string().count("-") == 0 and shown.iloc[0]["difference"] == 0
+    assert results.signed(difference.iloc[0]["difference"]) == "+0.0"
+    assert results.signed(-0.06) == "-0.1" and results.signed(2.346, 2) == "+2.35"
+    assert results.signed(float("nan")) == "–"
+
+
 def test_the_gain_across_tiers_is_the_mean_over_corpora_both_ran_with_seeds_to_spare() -> None:
     larger = frame({("a", "clinical"): [0.70, 0.71, 0.72], ("a", "general"): [0.60, 0.61, 0.62],
                     ("b", "clinical"): [0.50, 0.50, 0.50], ("b", "general"): [0.49, 0.50, 0.51],
