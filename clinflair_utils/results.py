@@ -507,10 +507,16 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
                          "architecture reaches, and differences between embeddings can shrink or grow when the "
                          "tagger is under-trained.")
     seeds = sorted(records["seed"].unique()) if len(records) else profile["ner"]["seeds"]
-    items.append(f"**Seeds.** The paper reports one run per configuration (seed 123); here every configuration "
-                 f"has {counted(len(seeds), 'seed')} ({', '.join(map(str, seeds))}), and a verdict counts only differences "
-                 "larger than their spread whose paired test survives Holm's correction for the comparisons "
-                 "made together.")
+    per_configuration = records.groupby(["dataset", "embeddings"])["seed"].nunique() if len(records) else None
+    if per_configuration is None or per_configuration.min() == per_configuration.max():
+        how_many = f"every configuration has {counted(len(seeds), 'seed')} ({', '.join(map(str, seeds))})"
+    else:  # a grid still filling in
+        planned = profile["ner"]["seeds"]
+        how_many = (f"every configuration is to have {counted(len(planned), 'seed')} "
+                    f"({', '.join(map(str, planned))}; so far {per_configuration.min()} to {per_configuration.max()})")
+    items.append(f"**Seeds.** The paper reports one run per configuration (seed 123); here {how_many}, and a "
+                 "verdict counts only differences larger than their spread whose paired test survives Holm's "
+                 "correction for the comparisons made together.")
     return "\n".join(f"- {item}" for item in items)
 
 

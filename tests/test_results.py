@@ -531,3 +531,13 @@ def test_the_reasons_and_the_setting_table_name_the_taggers_sentences_alike(prof
     table = results.scale_table(profile, records, records_dir)
     assert table.loc["NER training sentences"].iloc[1] == sentences
     assert f"epochs on {sentences}" in results.reasons(profile, records)
+
+
+def test_the_seeds_reason_tells_a_grid_still_filling_in_from_a_finished_one() -> None:
+    profile = load_profile("cpu")
+    records = results.load_records(ROOT / "book" / "records" / "cpu")
+    assert "every configuration has 3 seeds (1, 2, 3)," in results.reasons(profile, records)
+    filling = records[(records["dataset"] != "nubes") | (records["seed"] < 3)]
+    text = results.reasons(profile, filling)
+    assert "every configuration is to have 3 seeds (1, 2, 3; so far 2 to 3)," in text
+    assert "every configuration has" not in text
