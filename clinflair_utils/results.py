@@ -888,7 +888,7 @@ def stage_times(book_dir: Path | str, records_dir: Path | str) -> pd.DataFrame:
 def cache_benchmark_table(measurements: list[tuple[Path, dict]]) -> pd.DataFrame:
     """``benchmarks/embedding_cache.py`` measurements, one row each: seconds with and without the
     cache, the speed-up, and whether every seed scored the same."""
-    rows = {f"`{path.name}` ({b['dataset']}, {b['embeddings']}, seeds {', '.join(map(str, b['seeds']))})": {
+    rows = {f"{path.name} ({b['dataset']}, {b['embeddings']}, seeds {', '.join(map(str, b['seeds']))})": {
         "with cache": f"{b['seconds_with_cache']:.1f} s", "without": f"{b['seconds_without_cache']:.1f} s",
         "speed-up": f"{b['speedup']:.2f}x", "same F1 per seed": "yes" if b["identical_f1"] else "no"}
         for path, b in measurements}
