@@ -533,8 +533,9 @@ def _epochs_run(output_dir: Path) -> int | None:
 
 
 def per_type_table(record: RunRecord) -> pd.DataFrame:
-    """Per-type precision, recall, F1 and support of a run record."""
-    return pd.DataFrame(record.per_type).T.sort_index()
+    """Per-type precision, recall, F1 and support (a count of test entities) of a run record."""
+    table = pd.DataFrame(record.per_type).T.sort_index()
+    return table.astype({"support": int}) if "support" in table else table
 
 
 def gold_vs_predicted(sentences: list[Sentence], limit: int = 6, only_with_entities: bool = True) -> pd.DataFrame:

@@ -293,6 +293,14 @@ def test_bfloat16_tagger_trains_close_to_float32_and_saves_a_float32_model(embed
         ner.run_ner("nubes", embeddings, 3, ner.NerSettings(tagger_compute="float8"), tmp_path / "bad", corpus=nubes)
 
 
+def test_the_per_type_table_counts_each_types_test_entities_in_whole_numbers() -> None:
+    record = ner.RunRecord.load(Path(__file__).resolve().parents[1] / "book/records/cpu/pharmaconer__clinical__1.json")
+    table = ner.per_type_table(record)
+    assert list(table.index) == sorted(record.per_type) and table["support"].dtype.kind == "i"
+    assert table.loc["PROTEINAS", "support"] == record.per_type["PROTEINAS"]["support"] == 859
+    assert "859.0" not in table.round(3).to_string()
+
+
 def test_a_file_that_is_not_a_run_record_is_refused_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "lm.json").write_text(json.dumps({"embedding_key": "f" * 20}))
     with pytest.raises(ClinflairError, match=r"lm\.json: not a run record \(missing \['dataset'"):
