@@ -103,8 +103,8 @@ def difference_table(sources: Sources, candidate: str = "clinical",
                 continue
             row = family.loc[(baseline, dataset)]
             seeds = max(seeds, int(row["seeds"]))
-            text = results.signed(row["difference"]) + (f" [{results.signed(row['ci_low'])}, {results.signed(row['ci_high'])}]"
-                                                 if row["seeds"] > 1 else "")
+            interval = f" [{results.signed(row['ci_low'])}, {results.signed(row['ci_high'])}]"
+            text = results.signed(row["difference"]) + (interval if row["seeds"] > 1 else "")
             cells.append(f"**{text}**" if row["verdict"] in ("better", "worse") else text)
             cells.append("–" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3f}")
         lines.append(f"| {results.dataset_name(dataset)} | " + " | ".join(cells) + f" | {seeds} |")
@@ -483,7 +483,7 @@ def lm_speed_block(sources: Sources) -> str:
     lines = ["| hidden units x batch | float32 characters/s | bfloat16 characters/s | bfloat16 / float32 |",
              "|---|---|---|---|", *rows, ""]
     quality = [f"after {q['updates']:,} updates ({q['train_characters'] / 1e6:.1f} M characters), float32 "
-               f"{q['float32_bpc']:.3f} and bfloat16 {q['bfloat16_bpc']:.3f} ({q['difference']:+.3f})"
+               f"{q['float32_bpc']:.3f} and bfloat16 {q['bfloat16_bpc']:.3f} ({results.signed(q['difference'], 3)})"
                for q in measured["quality"]]
     kept = measured["bfloat16_kept"]
     lines.append(f"Held-out bits per character of a {measured['quality'][0]['hidden_size']}-unit model trained from "
@@ -514,7 +514,7 @@ def vector_precision_block(sources: Sources) -> str:
               f"models), {measured['sentences']:,} sentences ({measured['characters']:,} characters: "
               f"{settings['max_train_sentences']:,} training sentences and the test split), the `{measured['profile']}` "
               f"NER settings ({settings['max_epochs']} epochs); bfloat16 / float32: {measured['ratio']:.2f}x, F1 "
-              f"difference {100 * measured['f1_difference']:+.1f} points, vectors apart by "
+              f"difference {results.signed(100 * measured['f1_difference'])} points, vectors apart by "
               f"{measured['vector_difference']['relative_rms']:.1%} (relative RMS). bfloat16 is kept only if it is "
               "faster and the F1 difference is within the larger seed spread: "
               + ("it is, and the `cpu512` tier computes its vectors in bfloat16 (NER setting `cache_compute`)."
