@@ -154,7 +154,8 @@ def results_block(sources: Sources) -> str:
     parts.append(results.verdict_text(results.verdicts(sources.records)))
     if floor := results.floor_text(sources.records):
         why = results.floor_reason(results.floor(sources.records), results.language_models(sources.records_dir),
-                                   sources.benchmark(records.WORD_LOOKUP_FILE))
+                                   sources.benchmark(records.WORD_LOOKUP_FILE),
+                                   records.curve_records(sources.records_dir))
         parts.append(floor + (" " + why if why else ""))
     if gain := tier_gain(sources):
         parts.append(gain)

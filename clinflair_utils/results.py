@@ -406,9 +406,11 @@ def interval_note(records: pd.DataFrame) -> str:
             f"on {n - 1} degrees of freedom" + (": a conservative reading." if n < 6 else "."))
 
 
-def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None = None) -> str:
+def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None = None,
+                 curves: list[CurveRecord] = ()) -> str:
     """Why ``general`` falls short of the floor where it does (``table``: :func:`floor`): how it scores
-    on clinical text (``models``: :func:`language_models`), and how far each corpus's words alone go
+    on clinical text (``models``: :func:`language_models`), how closely the tagger fits its training
+    sentences over each (``curves``: the learning curves), and how far each corpus's words alone go
     (``lookup``: ``benchmarks/results/word_lookup.json``) against how much it adds over ``chars``;
     empty where it falls short on none."""
     below = table[~table["clears"]]
@@ -420,6 +422,8 @@ def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None 
                     f"bits per character (on general text {models.loc['general', 'bpc general']:.2f}; "
                     f"`clinical` on clinical text {models.loc['clinical', 'bpc clinical']:.2f}): it has seen "
                     "little of such text.")
+    if fit := training_fit_text(curves):
+        text.append(fit)
     scores = pd.Series({d: lookup["corpora"][d]["token_f1"] for d in table.index
                         if lookup and d in lookup["corpora"]}, dtype=float).sort_values(ascending=False)
     if len(scores) < 3:  # too few corpora to set side by side
@@ -443,6 +447,40 @@ def floor_reason(table: pd.DataFrame, models: pd.DataFrame, lookup: dict | None 
     return " ".join(text)
 
 
+def training_fit(curves: list[CurveRecord], embeddings: tuple[str, ...] = ("chars", "general")) -> pd.DataFrame:
+    """The tagger's training loss after the last epoch every curve of a dataset reached, per dataset
+    (rows) and configuration (columns), for the datasets with a curve of each of ``embeddings``."""
+    losses: dict[str, dict[str, list[float]]] = {}
+    for curve in curves:
+        if curve.embeddings in embeddings and curve.train_loss:
+            losses.setdefault(curve.dataset, {})[curve.embeddings] = curve.train_loss
+    rows = {}
+    for dataset, by_embeddings in losses.items():
+        if set(by_embeddings) == set(embeddings):
+            epochs = min(len(loss) for loss in by_embeddings.values())  # annealing may end one sooner
+            rows[dataset] = {name: by_embeddings[name][epochs - 1] for name in embeddings} | {"epochs": epochs}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[*embeddings, "epochs"])
+
+
+def training_fit_text(curves: list[CurveRecord]) -> str:
+    """How closely the tagger fits its training sentences over `general`'s vectors and over `chars`,
+    from the learning curves (train alone, the same epochs): one sentence, empty without curves."""
+    fit = training_fit(curves)
+    if fit.empty:
+        return ""
+    same = fit["epochs"].nunique() == 1
+    losses = ", ".join(f"{dataset_name(d)} {row['general']:.3f} against {row['chars']:.3f}"
+                       + ("" if same else f" after {counted(int(row['epochs']), 'epoch')}")
+                       for d, row in fit.iterrows())
+    loss = "training loss" + (f" after {counted(int(fit['epochs'].iloc[0]), 'epoch')}" if same else "")
+    if (fit["general"] > fit["chars"]).all():
+        return ("On the learning curves (train alone) the tagger fits its training sentences less closely "
+                "over `general`'s vectors, which stay as the language model made them, than over `chars`, "
+                f"whose character embeddings it trains on the task's own words ({loss}, `general` against "
+                f"`chars`: {losses}).")
+    return f"On the learning curves (train alone), the tagger's {loss}, `general` against `chars`: {losses}."
+
+
 def training_sentences_phrase(settings: dict) -> str:
     """Which sentences a profile's tagger trains on (its ``ner.settings``), as the book says it."""
     return ("every train+dev sentence" if not settings.get("max_train_sentences")
@@ -462,11 +500,11 @@ def reasons(profile: dict, records: pd.DataFrame, records_dir: Path | str | None
     table = floor(records)
     below = table[~table["clears"]]
     if len(below):
-        why = floor_reason(table, models, lookup)
-        items.append(f"**The general models barely help the tagger.** `general` does not clear the "
+        why = floor_reason(table, models, lookup, curve_records(records_dir) if records_dir is not None else [])
+        items.append(f"**The general models do not beat the floor.** `general` does not clear the "
                      f"no-language-model floor (`chars`) beyond the seed spread on "
-                     f"{', '.join(dataset_name(d) for d in below.index)}: its vectors add little to what "
-                     f"the tagger learns from the words themselves.{' ' + why if why else ''} There a gain of `clinical` over "
+                     f"{', '.join(dataset_name(d) for d in below.index)}: there its vectors give the tagger "
+                     f"no more than it learns from the words themselves.{' ' + why if why else ''} There a gain of `clinical` over "
                      "`general` measures in part the repair of a weak base model, not the domain; `control` (as "
                      "many further updates on general text) is the fairer baseline.")
     if pre.get("base_models"):

@@ -423,6 +423,31 @@ def test_the_floor_names_the_corpora_where_general_does_not_beat_chars_beyond_th
     assert "lookup" not in results.floor_reason(table, pd.DataFrame(), lookup)
 
 
+def test_the_floor_reason_sets_the_taggers_training_fit_over_general_beside_chars() -> None:
+    from clinflair_utils.records import CurveRecord
+    curves = curve_records(ROOT / "book" / "records" / "cpu512")
+    fit = results.training_fit(curves)
+    assert set(fit.index) == {"pharmaconer", "ct-ebm-sp"}  # the corpora with curves of both
+    by_name = {(c.dataset, c.embeddings): c for c in curves}
+    assert fit.loc["pharmaconer", "general"] == by_name["pharmaconer", "general"].train_loss[-1]
+    assert fit.loc["pharmaconer", "chars"] == by_name["pharmaconer", "chars"].train_loss[-1]
+    text = results.training_fit_text(curves)
+    assert text.startswith("On the learning curves (train alone) the tagger fits its training sentences less "
+                           "closely over `general`'s vectors")  # as measured: general's loss above chars'
+    assert f"PharmaCoNER {fit.loc['pharmaconer', 'general']:.3f} against {fit.loc['pharmaconer', 'chars']:.3f}" in text
+    # the claim follows the numbers: a curve where general fits closer gets no claim, only the losses
+    closer = [CurveRecord("nubes", "general", 1, {}, 3, [1, 2, 3], [1.0, 0.5, 0.1], [0.1, 0.2, 0.3], 10.0),
+              CurveRecord("nubes", "chars", 1, {}, 3, [1, 2], [1.0, 0.6], [0.1, 0.2], 10.0)]
+    text = results.training_fit_text(curves + closer)
+    assert "less closely" not in text
+    assert "NUBes 0.500 against 0.600 after 2 epochs" in text  # the epochs both curves reached
+    assert results.training_fit_text(closer[:1]) == "" and results.training_fit_text([]) == ""
+    # in the reasons the floor gives, with the language models' records and curves of the same tier
+    records = frame({("pharmaconer", "general"): [0.57, 0.57], ("pharmaconer", "chars"): [0.65, 0.66]})
+    reasons = results.reasons(load_profile("cpu512"), records, ROOT / "book" / "records" / "cpu512")
+    assert results.training_fit_text(curves) in reasons
+
+
 def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: Path) -> None:
     template = RunRecord.load(next((ROOT / "book" / "records" / "cpu").glob("pharmaconer__*.json")))
     scores = {("chars", 0.25): [0.30, 0.32, 0.31], ("clinical", 0.25): [0.45, 0.46, 0.44],
