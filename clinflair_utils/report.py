@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +44,11 @@ class Sources:
     def grid_finished(self) -> bool:
         """Whether every run of the profile's grid has its record."""
         return len(self.records) == len(grid(self.profile))
+
+    @cached_property
+    def curves(self) -> list[records.CurveRecord]:
+        """The profile's learning curves (read once: the performance and results blocks both use them)."""
+        return records.curve_records(self.records_dir)
 
     def lm_records(self) -> dict[str, dict]:
         return records.lm_records(self.records_dir)
@@ -155,7 +161,7 @@ def results_block(sources: Sources) -> str:
     if floor := results.floor_text(sources.records):
         why = results.floor_reason(results.floor(sources.records), results.language_models(sources.records_dir),
                                    sources.benchmark(records.WORD_LOOKUP_FILE),
-                                   records.curve_records(sources.records_dir))
+                                   sources.curves)
         parts.append(floor + (" " + why if why else ""))
     if gain := tier_gain(sources):
         parts.append(gain)
@@ -274,7 +280,7 @@ def performance_block(sources: Sources) -> str:
         seconds += lm_seconds
         rows.append((f"{count} character language models ({where}; the sum of their training times, a resumed "
                      "model's over every session that trained it)", _minutes(lm_seconds)))
-    curves = records.curve_records(sources.records_dir)
+    curves = sources.curves
     if curves:
         curve_seconds = sum(curve.seconds for curve in curves)
         seconds += curve_seconds
