@@ -45,12 +45,15 @@ class Sources:
         """Whether every run of the profile's grid has its record."""
         return len(self.records) == len(grid(self.profile))
 
+    # records read once per report: several blocks use each
     @cached_property
     def curves(self) -> list[records.CurveRecord]:
-        """The profile's learning curves (read once: the performance and results blocks both use them)."""
+        """The profile's learning curves."""
         return records.curve_records(self.records_dir)
 
+    @cached_property
     def lm_records(self) -> dict[str, dict]:
+        """The profile's published language-model records, keyed ``name-direction``."""
         return records.lm_records(self.records_dir)
 
     def kept_lm_records(self) -> dict[str, dict]:
@@ -119,7 +122,7 @@ def difference_table(sources: Sources, candidate: str = "clinical",
 
 def scale_text(sources: Sources) -> str:
     """The effect of the amount of clinical text: `referrals` against `clinical`."""
-    lms = sources.lm_records()
+    lms = sources.lm_records
     referrals, clinical = lms.get("referrals-forward"), lms.get("clinical-forward")
     if not referrals or not clinical:
         return ""
@@ -266,7 +269,7 @@ def performance_block(sources: Sources) -> str:
                      f"(`benchmarks/results/corpora_{sources.profile['name']}.json`)", f"{corpora['seconds'] / 60:.1f} min"))
     name = sources.profile["name"]
     # the published records; before the pre-training chapter publishes them, the models kept so far
-    published = sources.lm_records()
+    published = sources.lm_records
     lms = {model: lm for model, lm in (published or sources.kept_lm_records()).items()
            if lm.get("seconds") is not None}
     seconds = 0.0
@@ -372,7 +375,7 @@ def cluster_block(sources: Sources) -> str:
     if not measured:
         return "No GPU measurement yet: `python benchmarks/paper_cost.py --json FILE` on a GPU.\n"
     paper = load_profile("paper")
-    lm_records, epochs = sources.lm_records(), paper["pretraining"]["finetune"]["max_epochs"]
+    lm_records, epochs = sources.lm_records, paper["pretraining"]["finetune"]["max_epochs"]
     tokens = sources.records.dropna(subset=["train_tokens"]).groupby("dataset")["train_tokens"].max()
     ner_epochs, configurations = paper["ner"]["settings"]["max_epochs"], len(paper["ner"]["embeddings"])
     seeds = len(paper["ner"]["seeds"])
@@ -605,7 +608,7 @@ def crf_block(sources: Sources) -> str:
 def build_block(sources: Sources) -> str:
     """What the book's profile is, for the introduction: the machine, the language models' training
     text and size (from their records), the NER grid's corpora and seeds."""
-    profile, lms = sources.profile, sources.lm_records()
+    profile, lms = sources.profile, sources.lm_records
     text = f"**This build is the `{profile['name']}` profile**, run on {profile['book']['machine']}"
     general, clinical = lms.get("general-forward"), lms.get("clinical-forward")
     if general and clinical:

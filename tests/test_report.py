@@ -232,7 +232,7 @@ def test_the_introduction_says_what_the_books_tier_is_and_where_each_other_tier_
     for tier in ("cpu", "cpu512"):
         shutil.copytree(ROOT / "book" / "records" / tier / "lm", tmp_path / "book" / "records" / tier / "lm")
     small = report.Sources(tmp_path, "cpu")
-    lms = small.lm_records()
+    lms = small.lm_records
     build = report.build_block(small)
     assert build.startswith("**This build is the `cpu` profile**, run on a 2-core CPU without a GPU: "
                             f"{lms['clinical-forward']['train_characters'] / 1e6:.1f} million characters of open "
