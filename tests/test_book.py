@@ -163,7 +163,9 @@ def test_a_chapters_kernel_runs_at_the_niceness_of_the_job_that_executes_it(tmp_
     # the driver in a session of its own, so that nothing of the test's session changes
     subprocess.run(["nice", "-n", "7", sys.executable, "-c", driver], check=True, timeout=300,
                    start_new_session=True)
-    assert seen.read_text().strip().endswith("nice 7"), seen.read_text()
+    # nice adds to the caller's niceness, which is not 0 when the tests themselves run niced
+    expected = min(os.nice(0) + 7, 19)
+    assert seen.read_text().strip().endswith(f"nice {expected}"), seen.read_text()
 
 
 def test_the_results_chapter_executes_on_a_grid_in_progress(tmp_path: Path) -> None:
