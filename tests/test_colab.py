@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from clinflair_utils import colab, lm, records
+from clinflair_utils.profiles import BOOK_PROFILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,10 +117,10 @@ def test_the_launched_tutorial_runs_on_colab_with_the_books_models_without_a_gpu
     said = _said(executed, colab.SETUP_TAG)
     checkout = fake_colab["content"] / "clinflair-book"
     assert f"from {fake_colab['site'] / 'clinflair_utils'}" in said  # installed from the clone, not the checkout
-    assert f"setting: cpu (no GPU); work kept in {fake_colab['work']}" in said
-    committed = checkout / "book" / "models" / "cpu" / "clinical-forward" / records.LM_MODEL_FILE
+    assert f"setting: {BOOK_PROFILE} (no GPU); work kept in {fake_colab['work']}" in said  # the book's tier
+    committed = checkout / "book" / "models" / BOOK_PROFILE / "clinical-forward" / records.LM_MODEL_FILE
     assert f"on Colab: forward_model = {str(committed)!r}" in said
-    assert (fake_colab["work"] / "output" / "cpu" / "tutorial" / records.TAGGER_FILE).is_file()
+    assert (fake_colab["work"] / "output" / BOOK_PROFILE / "tutorial" / records.TAGGER_FILE).is_file()
     assert not _errors(executed)
 
 
@@ -200,8 +201,8 @@ def test_colab_settings_lay_out_the_chapters_under_the_work_folder(tmp_path: Pat
         str(work / "output" / "paper" / "pretraining")
     # the results: the book's records until the user has runs of their own
     assert colab.colab_parameters("results", {}, checkout, "cpu")["records_dir"] == str(ROOT / "book" / "records" / "cpu")
-    shown = colab.colab_parameters("results", {}, checkout, "paper")  # no paper records in the book: its cpu ones
-    assert shown["records_dir"] == str(ROOT / "book" / "records" / "cpu") and shown["profile"] == "cpu"
+    shown = colab.colab_parameters("results", {}, checkout, "paper")  # no paper records in the book: its own tier's
+    assert shown["records_dir"] == str(ROOT / "book" / "records" / BOOK_PROFILE) and shown["profile"] == BOOK_PROFILE
     own = work / "output" / "cpu" / "ner" / records.run_name("nubes", "clinical", 1)
     own.mkdir(parents=True)
     shutil.copy(next((ROOT / "book" / "records" / "cpu").glob(f"{records.run_name('nubes', 'clinical', 1)}.json")), own / records.RUN_RECORD_FILE)
