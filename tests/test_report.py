@@ -16,6 +16,7 @@ from clinflair_utils.profiles import load_profile
 from clinflair_utils.records import read_bpc
 
 ROOT = Path(__file__).resolve().parents[1]
+COPY_PROFILE = "cpu"  # the tier of book_copy's made-up records, whichever tier the book publishes
 
 
 def test_readme_and_introduction_agree_with_the_committed_records() -> None:
@@ -25,8 +26,8 @@ def test_readme_and_introduction_agree_with_the_committed_records() -> None:
 
 def _record(directory: Path, dataset: str, embeddings: str, seed: int, f1: float) -> None:
     RunRecord(
-        dataset=dataset, embeddings=embeddings, seed=seed, profile="cpu",
-        hyperparameters=vars(settings_for(load_profile("cpu"))), train_sentences=100,
+        dataset=dataset, embeddings=embeddings, seed=seed, profile=COPY_PROFILE,
+        hyperparameters=vars(settings_for(load_profile(COPY_PROFILE))), train_sentences=100,
         train_sentences_available=100, train_tokens=2_000, test_sentences=50, epochs_run=3,
         embedding_storage_mode="cpu", embedding_cache=None, versions={}, device="cpu", wall_seconds=60.0,
         training_seconds=30.0,
@@ -36,14 +37,14 @@ def _record(directory: Path, dataset: str, embeddings: str, seed: int, f1: float
 
 @pytest.fixture()
 def book_copy(tmp_path: Path) -> Path:
-    """The documents and benchmarks of the repository, with made-up `cpu` records of known scores: the
-    tests write the documents as the `cpu` profile's, whichever tier the book publishes."""
+    """The documents and benchmarks of the repository, with made-up records of known scores, of
+    :data:`COPY_PROFILE`'s tier."""
     for name in report.DOCUMENTS:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
-    records = tmp_path / "book" / "records" / "cpu"
-    shutil.copytree(ROOT / "book" / "records" / "cpu" / "lm", records / "lm")
+    records = tmp_path / "book" / "records" / COPY_PROFILE
+    shutil.copytree(ROOT / "book" / "records" / COPY_PROFILE / "lm", records / "lm")
     for seed, (clinical, general) in enumerate([(0.60, 0.50), (0.62, 0.51), (0.61, 0.52)], start=1):
         _record(records, "nubes", "clinical", seed, clinical)
         _record(records, "nubes", "general", seed, general)
@@ -52,8 +53,13 @@ def book_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def write_copy(book: Path, check: bool = False) -> list[str]:
+    """:func:`report.write_documents` on a :func:`book_copy`, as its records' profile."""
+    return report.write_documents(book, check=check, profile=COPY_PROFILE)
+
+
 def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy: Path) -> None:
-    assert set(report.write_documents(book_copy, profile="cpu")) == set(report.DOCUMENTS)
+    assert set(write_copy(book_copy)) == set(report.DOCUMENTS)
     readme = (book_copy / "README.md").read_text()
     # NUBes: clinical 61.0 (sd 1.0) beats general 51.0 by +10.0 in every seed; CWLC: -1.0 each seed
     assert "| NUBes | 51.0 ± 1.0 (3) | **61.0 ± 1.0 (3)** |" in readme
@@ -67,12 +73,12 @@ def test_blocks_are_written_from_the_records_and_a_hand_edit_is_caught(book_copy
     assert "12 of 75 runs are done" in readme and "seed 1: 4 of 25" in readme
     assert ("On NUBes (so far, of the paper's four corpora), `clinical` beats `general` clearly. On CWLC, "
             "`clinical` is not clearly distinguishable from `general`.") in readme
-    assert report.write_documents(book_copy, check=True, profile="cpu") == []
+    assert write_copy(book_copy, check=True) == []
     edited = readme.replace("+10.0 [+7.5", "+11.0 [+7.5")
     (book_copy / "README.md").write_text(edited)
-    assert report.write_documents(book_copy, check=True, profile="cpu") == ["README.md"]
-    assert main(["report", "--root", str(book_copy), "--profile", "cpu", "--check"]) == 1
-    assert main(["report", "--root", str(book_copy), "--profile", "cpu"]) == 0
+    assert write_copy(book_copy, check=True) == ["README.md"]
+    assert main(["report", "--root", str(book_copy), "--profile", COPY_PROFILE, "--check"]) == 1
+    assert main(["report", "--root", str(book_copy), "--profile", COPY_PROFILE]) == 0
     assert (book_copy / "README.md").read_text() == readme
 
 
@@ -81,17 +87,17 @@ def test_a_resumed_runs_time_counts_every_session_that_ran_it(book_copy: Path) -
     checkpoint timed them, or, where an older one did not, at the rate of the epochs after."""
     from dataclasses import replace
 
-    records_dir = book_copy / "book" / "records" / "cpu"
+    records_dir = book_copy / "book" / "records" / COPY_PROFILE
     path = records_dir / "nubes__clinical__1.json"
     made = RunRecord.load(path)  # 60 s, 3 epochs, 30 s of training
     replace(made, resumed_after_epoch=1, training_seconds_before_resume=240.0).save(path)
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     readme = (book_copy / "README.md").read_text()
     # 11 runs of 60 s and one of 60 + 240 s: 16 minutes
     assert "over every session that ran them; runs that shared the cores with another took longer) | 16 min |" \
         in readme
     replace(made, resumed_after_epoch=1, training_seconds_before_resume=None).save(path)
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     readme = (book_copy / "README.md").read_text()
     # 11 x 60 s, and 60 s + epoch 1 at the 15 s an epoch of epochs 2-3: 12.25 minutes
     assert ("1 resumed from a checkpoint that did not time the epochs before the resume, counted at the rate of those "
@@ -104,12 +110,12 @@ def test_a_resumed_runs_time_counts_every_session_that_ran_it(book_copy: Path) -
         computed = record_path.name in ("nubes__general__1.json", "cwlc__clinical__1.json", "cwlc__general__1.json")
         cache = {"hits": 0 if computed else 2, "misses": 2 if computed else 0, "files": [], "seconds": 6.0}
         replace(run, embedding_cache=cache).save(record_path)
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     readme = (book_copy / "README.md").read_text()
     assert ("| of which computing language-model vectors into the cache (not counted: the vectors of 1 configuration, "
             "computed in the earlier session of a resumed run) | 1 min |") in readme
     replace(RunRecord.load(path), resumed_after_epoch=0, training_seconds_before_resume=0.0).save(path)
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     assert "| of which computing language-model vectors into the cache | 1 min |" in \
         (book_copy / "README.md").read_text()
 
@@ -117,7 +123,7 @@ def test_a_resumed_runs_time_counts_every_session_that_ran_it(book_copy: Path) -
 def test_an_unknown_block_is_refused_with_its_file(book_copy: Path) -> None:
     (book_copy / "book" / "intro.md").write_text("<!-- clinflair:nonsense -->\n<!-- /clinflair:nonsense -->\n")
     with pytest.raises(ClinflairError, match=r"book/intro\.md: unknown generated block 'nonsense'"):
-        report.write_documents(book_copy, profile="cpu")
+        write_copy(book_copy)
 
 
 def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Path) -> None:
@@ -125,7 +131,7 @@ def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Pa
     for measured in ("optimizer_cpu.json", "memory_cpu.json", "lm_speed_cpu.json", "crf_cpu.json",
                      "vector_precision_cpu.json", "tagger_precision_cpu.json"):
         (book_copy / "benchmarks" / "results" / measured).unlink(missing_ok=True)
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     assert "Not measured yet: `python benchmarks/optimizer.py" in readme.read_text()
     assert "Not measured yet: `python benchmarks/memory.py" in readme.read_text()
     assert "Not measured yet: `python benchmarks/lm_speed.py" in readme.read_text()
@@ -137,17 +143,17 @@ def test_benchmark_blocks_say_not_measured_until_their_json_exists(book_copy: Pa
     (book_copy / "benchmarks" / "results" / "optimizer_cpu.json").write_text(json.dumps({
         "dataset": "nubes", "embeddings": "general", "epochs": 4, "runs": runs,
         "micro_f1_mean": {"sgd": 0.61, "adam": 0.76}, "micro_f1_sd": {"sgd": 0.0141, "adam": 0.0141}}))
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     text = readme.read_text()
     assert "| adam at 0.003 | 76.0 ± 1.4 | 2 |" in text and "| sgd at 0.1 | 61.0 ± 1.4 | 2 |" in text
     assert "Not measured yet: `python benchmarks/optimizer.py" not in text
 
 
 def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book_copy: Path) -> None:
-    readme = book_copy / "README.md"  # the documents' own (cpu) block, and one naming cpu512
+    readme = book_copy / "README.md"  # the documents' own block, and one naming cpu512
     readme.write_text("<!-- clinflair:performance -->\n<!-- /clinflair:performance -->\n\n"
                       "<!-- clinflair:performance cpu512 -->\n<!-- /clinflair:performance -->\n")
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     assert "No records of the `cpu512` profile yet." in readme.read_text()
     # a model finished and kept before the pre-training chapter publishes the tier's records
     kept = book_copy / "book" / "models" / "cpu512" / "general-forward"
@@ -155,7 +161,7 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     lm = json.loads((ROOT / "book" / "records" / "cpu" / "lm" / "general-forward.json").read_text())
     (kept / "training.json").write_text(json.dumps({**lm, "seconds": 43_200.0}))
     (kept / "best-lm.pt").write_bytes(bytes(5_600_000))
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     text = readme.read_text()
     assert "The finished model is committed with the book (`book/models/cpu512/`): 5.6 MB." in text
     assert "| 1 of 8 character language models (`book/models/cpu512/`, finished so far;" in text
@@ -166,14 +172,14 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
                   "control-backward", "referrals-forward", "referrals-backward"):
         (kept.parent / model).mkdir()
         (kept.parent / model / "training.json").write_text(json.dumps({**lm, "seconds": 600.0}))
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     assert "| 8 character language models (`book/models/cpu512/`; the sum" in readme.read_text()
     tier = book_copy / "book" / "records" / "cpu512" / "lm"
     tier.mkdir(parents=True)
     for direction, seconds in (("forward", 3000.0), ("backward", 3600.0)):
         lm = json.loads((ROOT / "book" / "records" / "cpu" / "lm" / f"general-{direction}.json").read_text())
         (tier / f"general-{direction}.json").write_text(json.dumps({**lm, "seconds": seconds}))
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     text = readme.read_text()
     assert "| 2 of 8 character language models (`book/records/cpu512/lm/`" in text and "| 110 min |" in text
     forward, backward = (f"{json.loads((tier / f'general-{d}.json').read_text())['best_valid_bpc']:.3f}"
@@ -181,7 +187,7 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     assert f"`general-backward` {backward}, `general-forward` {forward}. The aim for `general`" in text
     # the pre-training chapter's bits per character published: the test split's beside the validation's
     shutil.copyfile(ROOT / "book" / "records" / "cpu" / "lm" / "bpc.json", tier / "bpc.json")
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     text = readme.read_text()
     bpc = read_bpc(tier).set_index(["model", "direction"])["general text"]
     test_split = f"{bpc['general', 'forward']:.3f}, {bpc['general', 'backward']:.3f} on the test split"
@@ -190,7 +196,7 @@ def test_a_block_that_names_a_profile_is_written_from_that_profiles_records(book
     (tier.parent / "corpora").mkdir()
     shutil.copyfile(ROOT / "book" / "records" / "cpu" / "corpora" / "summary.json",
                     tier.parent / "corpora" / "summary.json")
-    report.write_documents(book_copy, profile="cpu")
+    write_copy(book_copy)
     [general] = [c for c in json.loads((tier.parent / "corpora" / "summary.json").read_text())["corpora"]
                  if c["domain"] == "general"]
     assert f"(test: {general['units']['test']:,} units, {general['characters']['test'] / 1e6:.2f} M characters; " \
