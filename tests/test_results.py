@@ -469,6 +469,11 @@ def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: P
     assert list(gains.index.get_level_values("fraction")) == ["1/4", "1"]  # smallest first
     assert gains.loc[("PharmaCoNER", "clinical − chars", "1/4"), "difference"] == pytest.approx(14.0)
     assert gains.loc[("PharmaCoNER", "clinical − chars", "1"), "difference"] == pytest.approx(4.0)
+    assert results.label_fraction_text(gains) == (
+        "In F1 points, paired by seed, at 1/4 and every training sentence (1): `clinical` − `chars`: "
+        "PharmaCoNER +14.0, +4.0 (larger at 1/4 than at 1 on 1 of 1 corpus). These describe the runs; the "
+        "uncorrected intervals are in the table above.")
+    assert results.label_fraction_text(gains.xs("1", level="fraction", drop_level=False)) == ""
     figure = results.plot_label_fractions(runs)
     assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
     assert results.label_fraction_runs(tmp_path / "none", grid_runs).empty
