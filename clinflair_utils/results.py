@@ -771,8 +771,9 @@ def label_fraction_text(gains: pd.DataFrame) -> str:
     """The answer :func:`label_fraction_gains` gives, in words: each difference from the smallest
     fraction of the training sentences to all of them, per dataset, and on how many datasets it is
     larger at the smallest fraction than at fraction 1 (descriptive); "" without two fractions."""
-    fractions = list(dict.fromkeys(gains.index.get_level_values("fraction")))  # smallest first
-    if len(fractions) < 2 or "1" not in fractions:
+    fractions = sorted(set(gains.index.get_level_values("fraction")), key=Fraction)  # smallest first
+    whole = fraction_label(1.0)
+    if len(fractions) < 2 or whole not in fractions:
         return ""
     smallest, sentences = fractions[0], []
     for comparison, by_comparison in gains.groupby(level="comparison", sort=False):
@@ -780,13 +781,12 @@ def label_fraction_text(gains: pd.DataFrame) -> str:
         for dataset, rows in by_comparison.groupby(level="dataset"):
             differences = rows["difference"].droplevel(["dataset", "comparison"]).reindex(fractions)
             moves.append(f"{dataset} " + ", ".join(signed(value) for value in differences))
-            if not math.isnan(differences[smallest]) and not math.isnan(differences["1"]):
+            if not math.isnan(differences[smallest]) and not math.isnan(differences[whole]):
                 compared += 1
-                larger += differences[smallest] > differences["1"]
-        candidate, baseline = comparison.split(" − ")
-        sentences.append(f"`{candidate}` − `{baseline}`: " + "; ".join(moves)
-                         + f" (larger at {smallest} than at 1 on {larger} of {counted(compared, 'corpus', 'corpora')})")
-    return (f"In F1 points, paired by seed, at {', '.join(fractions[:-1])} and every training sentence (1): "
+                larger += differences[smallest] > differences[whole]
+        sentences.append(f"`{comparison}`: " + "; ".join(moves)
+                         + f" (larger at {smallest} than at {whole} on {larger} of {counted(compared, 'corpus', 'corpora')})")
+    return (f"In F1 points, paired by seed, at {', '.join(fractions[:-1])} and every training sentence ({whole}): "
             + ". ".join(sentences) + ". These describe the runs; the uncorrected intervals are in the table "
             "above.")
 

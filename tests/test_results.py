@@ -470,10 +470,16 @@ def test_label_fractions_set_each_fraction_beside_the_grids_full_run(tmp_path: P
     assert gains.loc[("PharmaCoNER", "clinical − chars", "1/4"), "difference"] == pytest.approx(14.0)
     assert gains.loc[("PharmaCoNER", "clinical − chars", "1"), "difference"] == pytest.approx(4.0)
     assert results.label_fraction_text(gains) == (
-        "In F1 points, paired by seed, at 1/4 and every training sentence (1): `clinical` − `chars`: "
+        "In F1 points, paired by seed, at 1/4 and every training sentence (1): `clinical − chars`: "
         "PharmaCoNER +14.0, +4.0 (larger at 1/4 than at 1 on 1 of 1 corpus). These describe the runs; the "
         "uncorrected intervals are in the table above.")
     assert results.label_fraction_text(gains.xs("1", level="fraction", drop_level=False)) == ""
+    # a dataset without the smallest fraction (a partial grid) sorted first: the smallest is still 1/16
+    sparse = pd.concat([gains.rename(index={"PharmaCoNER": "CANTEMIST"}),
+                        gains.rename(index={"1/4": "1/16"}).xs("1/16", level="fraction", drop_level=False), gains])
+    assert results.label_fraction_text(sparse).startswith(
+        "In F1 points, paired by seed, at 1/16, 1/4 and every training sentence (1): `clinical − chars`: "
+        "CANTEMIST –, +14.0, +4.0; PharmaCoNER +14.0, +14.0, +4.0 (larger at 1/16 than at 1 on 1 of 1 corpus).")
     figure = results.plot_label_fractions(runs)
     assert [axis.get_title() for axis in figure.axes] == ["PharmaCoNER"]
     assert results.label_fraction_runs(tmp_path / "none", grid_runs).empty
