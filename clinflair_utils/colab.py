@@ -42,7 +42,7 @@ PUBLISHED_FOR = {"general": "es", "clinical": "es-clinical"}
 SETUP_CELL = '''# On Colab only (this cell does nothing elsewhere): the setting to
 # reproduce and where the work is kept; then the book's package is
 # installed, and flair uses the GPU.
-# None: "paper" on a GPU runtime, "cpu" (the small replication) without
+# None: "paper" on a GPU runtime, "{book_profile}" (the book's tier) without
 colab_profile = None
 # True: work on Google Drive, where a run cut by a disconnect resumes
 colab_keep_on_drive = True
@@ -171,7 +171,7 @@ def sync_setup_cells(root: Path | str, check: bool = False) -> list[str]:
     changed = []
     for path in sorted((root / "notebooks").glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
-        source = SETUP_CELL.replace("{url}", url).replace("{chapter}", path.stem)
+        source = SETUP_CELL.replace("{url}", url).replace("{chapter}", path.stem).replace("{book_profile}", BOOK_PROFILE)
         tagged = [i for i, c in enumerate(notebook.cells) if SETUP_TAG in c.metadata.get("tags", [])]
         parameters = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
         if not parameters:

@@ -16,7 +16,7 @@ from .errors import ClinflairError
 PROFILES = ("quick", "cpu", "cpu512", "paper")
 # the tier the committed book shows: its chapters, the README's generated blocks and the setting a
 # chapter launched on Colab without a GPU takes (the one place that names it)
-BOOK_PROFILE = "cpu"
+BOOK_PROFILE = "cpu512"
 
 
 def load_profile(name_or_path: str | Path) -> dict:
