@@ -19,7 +19,7 @@ import pandas as pd
 from . import results
 from .colab import sync_setup_cells
 from .errors import ClinflairError
-from .profiles import BOOK_PROFILE, PROFILES, grid, load_profile
+from .profiles import BOOK_PROFILE, PROFILES, grid, label_fraction_runs, load_profile
 from . import records
 
 DOCUMENTS = ("README.md", "book/intro.md")
@@ -336,8 +336,10 @@ def performance_block(sources: Sources) -> str:
                       f"The {len(estimated)} runs whose time was estimated before they started "
                       f"(`results.expected_run_time`): {expected} expected in all, {took} taken."]
     if budget := sources.profile.get("budget_hours"):
-        lines += ["", f"Job time so far, the stages above summed: {seconds / 3600:.1f} hours, against the tier's "
-                      f"budget of {budget} hours of this machine."]
+        # the tier is done once every grid run and every run on a fraction has its record
+        done = sources.grid_finished and len(fractions) == len(label_fraction_runs(sources.profile))
+        lines += ["", f"Job time{'' if done else ' so far'}, the stages above summed: {seconds / 3600:.1f} hours, "
+                      f"against the tier's budget of {budget} hours of this machine."]
     if not runs.empty:
         speed = results.training_speed(runs)
         rates = [f"{'`chars`' if configuration == 'chars' else 'language-model configurations'} through "
